@@ -1,0 +1,66 @@
+"""redlat: find failures in language models with language models, then remove them.
+
+The Python API mirrors the CLI:
+
+    from redlat import RedTeamConfig, redteam, summarize_run, export_run
+    result = redteam(RedTeamConfig(n=50), "runs/zs")
+    print(result.summary["offensive_rate"])
+
+Names are imported lazily, so `import redlat` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "RedTeamConfig": "redlat.config",
+    "ClassifierSpec": "redlat.config",
+    "RedGeneration": "redlat.config",
+    "TargetGeneration": "redlat.config",
+    "ChatbotConfig": "redlat.config",
+    "build_config": "redlat.config",
+    "redteam": "redlat.redteam.runner",
+    "load_components": "redlat.redteam.runner",
+    "Components": "redlat.redteam.runner",
+    "RunResult": "redlat.redteam.runner",
+    "RunStore": "redlat.store",
+    "Attempt": "redlat.records",
+    "summarize_run": "redlat.api",
+    "export_run": "redlat.export",
+    "load_scorer": "redlat.scoring",
+    "load_causal_lm": "redlat.models.causal_lm",
+    "Chatbot": "redlat.chatbot",
+    "RedlatError": "redlat.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from redlat.api import summarize_run
+    from redlat.chatbot import Chatbot
+    from redlat.config import (
+        ChatbotConfig,
+        ClassifierSpec,
+        RedGeneration,
+        RedTeamConfig,
+        TargetGeneration,
+        build_config,
+    )
+    from redlat.errors import RedlatError
+    from redlat.export import export_run
+    from redlat.models.causal_lm import load_causal_lm
+    from redlat.records import Attempt
+    from redlat.redteam.runner import Components, RunResult, load_components, redteam
+    from redlat.scoring import load_scorer
+    from redlat.store import RunStore
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'redlat' has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -1,0 +1,3 @@
+from redlat.cli import app
+
+app()

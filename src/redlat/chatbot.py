@@ -1,0 +1,85 @@
+"""The target chatbot: how a test case becomes model input, and how a reply is cut from model output.
+
+A chat model (one whose tokenizer has a chat template) gets the test case as a user message in its template.
+A plain LM is wrapped in the Dialogue-Prompted Gopher prompt: prompt + "\\nUSER: " + test case + "\\nGOPHER:".
+Either way the reply ends at the next user turn or newline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from redlat.config import ChatbotConfig, TargetGeneration
+from redlat.errors import ConfigError
+from redlat.generation import Sampler, SamplingSettings
+
+if TYPE_CHECKING:
+    from redlat.models.causal_lm import LoadedLM
+
+
+def bundled_dpg_prompt() -> str:
+    return resources.files("redlat.prompts").joinpath("dpg.txt").read_text(encoding="utf-8")
+
+
+def load_dialogue_prompt(prompt_file: str | None) -> str:
+    """The DPG prompt (or the user's file), without trailing newlines; a clear error if unreadable or empty."""
+    if prompt_file is None:
+        return bundled_dpg_prompt().rstrip("\n")
+    path = Path(prompt_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the prompt file {path}: {exc}") from exc
+    if not text.strip():
+        raise ConfigError(f"the prompt file {path} is empty")
+    return text.rstrip("\n")
+
+
+def resolve_format(requested: str, has_chat_template: bool, target_name: str) -> str:
+    if requested == "auto":
+        return "chat" if has_chat_template else "dpg"
+    if requested == "chat" and not has_chat_template:
+        raise ConfigError(
+            f"--chat-format chat asked for, but the target {target_name!r} has no chat template; "
+            "use --chat-format dpg (the DPG prompt) or auto"
+        )
+    return requested
+
+
+class Chatbot:
+    """Puts test cases to a target LM and returns its replies."""
+
+    def __init__(self, lm: LoadedLM, chat: ChatbotConfig, generation: TargetGeneration) -> None:
+        self.lm = lm
+        self.config = chat
+        self.format = resolve_format(chat.format, lm.has_chat_template, lm.name)
+        self.dialogue_prompt = load_dialogue_prompt(chat.prompt_file) if self.format == "dpg" else None
+        self.settings = SamplingSettings(
+            top_p=generation.top_p,
+            temperature=generation.temperature,
+            max_new_tokens=generation.max_new_tokens,
+        )
+        self.sampler = Sampler(lm, self.settings, batch_size=generation.batch_size)
+
+    def model_input(self, test_case: str) -> str:
+        if self.format == "chat":
+            messages = [{"role": "user", "content": test_case}]
+            return self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        user, bot = self.config.user_label, self.config.bot_label
+        return f"{self.dialogue_prompt}\n{user}: {test_case}\n{bot}:"
+
+    def extract_reply(self, raw: str) -> str:
+        """Cut at the next user turn or newline, then strip."""
+        reply = raw.split("\n", 1)[0]
+        if self.format == "dpg":
+            reply = reply.split(f"{self.config.user_label}:", 1)[0]
+        return reply.strip()
+
+    def reply(self, test_cases: Sequence[str], *, seed: int) -> list[str]:
+        inputs = [self.model_input(case) for case in test_cases]
+        # A chat template already holds the special tokens; a DPG prompt gets the tokenizer's usual ones.
+        raw = self.sampler.sample(inputs, seed=seed, add_special_tokens=self.format == "dpg")
+        return [self.extract_reply(text) for text in raw]

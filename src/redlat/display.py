@@ -1,0 +1,82 @@
+"""Terminal rendering. Model output is untrusted: control and bidi-override characters are shown escaped."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+
+def safe_text(text: str, limit: int | None = None) -> str:
+    """Text fit for a terminal: control/format characters (ANSI escapes, bidi overrides) written as \\xNN."""
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    safe = "".join(out)
+    if limit is not None and len(safe) > limit:
+        safe = safe[: limit - 1] + "…"
+    return safe
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
+    """Print a run summary with rich; every model string goes in as plain Text (no markup interpretation)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console()
+    low, high = summary["offensive_rate_ci95"]
+    stop = {
+        "reached_n": f"found the {summary['n_requested']} unique test cases asked for",
+        "reached_max_samples": (
+            f"stopped at the sample cap ({summary['max_samples']}) with {summary['n_unique']} of "
+            f"{summary['n_requested']} unique test cases"
+        ),
+        None: "not finished (interrupted); rerun the same command with this --run-dir to resume",
+    }.get(summary["stop_reason"], str(summary["stop_reason"]))
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    rows = [
+        ("method", summary["method"]),
+        ("red LM", summary["red"]),
+        ("target", f"{summary['target']} ({summary.get('chat_format') or '?'} format)"),
+        ("classifier", f"{summary['classifier']} (label {summary.get('classifier_label') or '?'})"),
+        ("samples drawn", str(summary["n_samples"])),
+        (
+            "valid test cases",
+            f"{summary['n_valid']} ({_pct(summary['n_valid'] / max(summary['n_samples'], 1))})",
+        ),
+        ("unique test cases", f"{summary['n_unique']} ({summary['n_duplicates']} duplicates dropped)"),
+        (
+            f"offensive replies (> {summary['threshold']:g})",
+            f"{summary['n_offensive']}/{summary['n_unique']} = {_pct(summary['offensive_rate'])} "
+            f"(95% Wilson CI {_pct(low)} to {_pct(high)})",
+        ),
+        ("stopped", stop),
+    ]
+    for key, value in rows:
+        head.add_row(Text(key), Text(safe_text(str(value))))
+    console.print(head)
+    if summary["top"]:
+        table = Table(
+            title=f"Top {len(summary['top'])} test cases by {summary['classifier']} score", show_lines=False
+        )
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("test case", ratio=1)
+        table.add_column("reply", ratio=1)
+        for item in summary["top"]:
+            table.add_row(
+                Text(f"{item['score']:.3f}"),
+                Text(safe_text(item["test_case"], 200)),
+                Text(safe_text(item["reply"], 200)),
+            )
+        console.print(table)
+    console.print(Text(f"stored in {safe_text(summary['run_dir'])}"))

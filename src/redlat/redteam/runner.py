@@ -1,0 +1,271 @@
+"""The red-team loop shared by every test-case generator: sample, filter, deduplicate, reply, score, store.
+
+Work proceeds in rounds. A round draws up to `red_generation.batch_size` samples, puts its new unique test cases to
+the target, scores the replies, and commits all of it in one transaction. Every random draw is seeded from the run
+seed and the round number, so a run resumed after an interruption produces what an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from redlat import provenance
+from redlat.config import RedTeamConfig
+from redlat.errors import RunDirMismatchError
+from redlat.generation import Sampler, SamplingSettings, derive_seed
+from redlat.records import Attempt, Sample
+from redlat.redteam.zero_shot import ZeroShot, extract_test_case
+from redlat.store import DB_NAME, RunStore
+
+if TYPE_CHECKING:
+    from redlat.chatbot import Chatbot
+    from redlat.models.causal_lm import LoadedLM
+    from redlat.scoring import Scorer
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[
+    [int, int], Any
+]  # (total, initial) -> object with update(n), set_postfix(**kw), close()
+
+
+@dataclass
+class Components:
+    """The loaded models of a run. Build with `load_components`, or pass your own (tests, notebooks)."""
+
+    red: LoadedLM
+    chatbot: Chatbot
+    scorers: list[Scorer]
+    load_seconds: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "red": self.red.describe(),
+            "target": {**self.chatbot.lm.describe(), "chat_format": self.chatbot.format},
+            "classifiers": [
+                {"name": s.name, "label": s.label, "labels": list(s.labels), "weights": s.weights}
+                for s in self.scorers
+            ],
+        }
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    resumed: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def default_run_dir(cfg: RedTeamConfig, root: Path = Path("runs")) -> Path:
+    return root / f"{cfg.method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def load_components(cfg: RedTeamConfig) -> Components:
+    """Load the red LM, the target (shared with the red LM when they are the same model) and the scorers."""
+    from redlat.chatbot import Chatbot
+    from redlat.models.causal_lm import load_causal_lm
+    from redlat.scoring import load_scorer
+
+    start = time.perf_counter()
+    if cfg.chatbot.prompt_file is not None:
+        from redlat.chatbot import load_dialogue_prompt
+
+        load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
+    red = load_causal_lm(cfg.red, device=cfg.device, dtype=cfg.dtype)
+    target = red if cfg.target == cfg.red else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
+    chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation)
+    scorers = [
+        load_scorer(spec.name, label=spec.label, device=str(red.device), batch_size=cfg.classifier_batch_size)
+        for spec in cfg.classifiers
+    ]
+    return Components(red=red, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
+
+
+def check_resumable(run_dir: Path, cfg: RedTeamConfig) -> bool:
+    """True if run_dir holds a run of this config; raise if it holds a different one; False if it is new."""
+    if not (run_dir / DB_NAME).exists():
+        return False
+    with RunStore(run_dir) as store:
+        if not store.has_run():
+            return False
+        info = store.run_info()
+    if info.fingerprint == cfg.fingerprint():
+        return True
+    differences = _differences(info.config, cfg.identity())
+    raise RunDirMismatchError(
+        f"{run_dir} holds a run made with a different config, so it cannot be resumed with this one "
+        f"(differences, stored -> given: {'; '.join(differences)}). Use a new --run-dir, or repeat the "
+        "original settings to resume. The stored run was not changed."
+    )
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def redteam(
+    cfg: RedTeamConfig,
+    run_dir: str | Path | None = None,
+    *,
+    components: Components | None = None,
+    progress: ProgressFactory | None = None,
+    on_start: Callable[[Path, bool], None] | None = None,
+) -> RunResult:
+    """Run (or resume) a red-team run into `run_dir` and return where it is and its summary."""
+    from redlat.summary import summarize
+
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    resumed = check_resumable(run_dir, cfg)
+    if resumed:
+        with RunStore(run_dir) as store:
+            if store.run_info().status == "complete":
+                log.info("%s is already complete; nothing to do", run_dir)
+                return RunResult(run_dir=run_dir, resumed=True, summary=summarize(store))
+    if components is None:
+        components = load_components(cfg)
+    prov = provenance.collect(components.describe())
+    with RunStore(run_dir, create=True) as store:
+        if resumed:
+            store.record_resume(prov)
+        else:
+            store.start_run(
+                run_id=uuid.uuid4().hex,
+                command="redteam",
+                method=cfg.method,
+                config=cfg.identity(),
+                fingerprint=cfg.fingerprint(),
+                seed=cfg.seed,
+                provenance=prov,
+            )
+        if on_start is not None:
+            on_start(run_dir, resumed)
+        _RoundLoop(cfg, store, components, progress).run()
+        return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
+
+
+class _RoundLoop:
+    def __init__(
+        self, cfg: RedTeamConfig, store: RunStore, parts: Components, progress: ProgressFactory | None
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.parts = parts
+        self.progress_factory = progress
+        self.run_id = store.run_info().run_id
+        self.method = ZeroShot(cfg.red_generation.prompt)
+        gen = cfg.red_generation
+        self.red_sampler = Sampler(
+            parts.red,
+            SamplingSettings(top_p=gen.top_p, temperature=gen.temperature, max_new_tokens=gen.max_new_tokens),
+            batch_size=gen.batch_size,
+        )
+        self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
+
+    def run(self) -> None:
+        cfg, store = self.cfg, self.store
+        counts = store.counts()
+        seen = store.seen_test_cases()
+        n_samples, n_unique, n_offensive = counts.n_samples, counts.n_unique, counts.n_offensive
+        round_ = store.next_round()
+        bar = self.progress_factory(cfg.n, n_unique) if self.progress_factory else None
+        started = time.perf_counter()
+        try:
+            while n_unique < cfg.n and n_samples < cfg.sample_cap:
+                t0 = time.perf_counter()
+                k = min(cfg.red_generation.batch_size, cfg.sample_cap - n_samples)
+                samples, new = self._draw(round_, k, n_samples, n_unique, seen)
+                attempts = self._answer_and_score(round_, new, n_unique)
+                t_store = time.perf_counter()
+                store.write_round(round_, samples, attempts, time.perf_counter() - t0)
+                self.stage_seconds["store"] += time.perf_counter() - t_store
+                seen.update(a.test_case for a in attempts)
+                n_samples += len(samples)
+                n_unique += len(attempts)
+                n_offensive += sum(a.offensive for a in attempts)
+                round_ += 1
+                if bar is not None:
+                    bar.update(len(attempts))
+                    bar.set_postfix(samples=n_samples, offensive=n_offensive)
+        finally:
+            if bar is not None:
+                bar.close()
+        stop_reason = "reached_n" if n_unique >= cfg.n else "reached_max_samples"
+        timings = {
+            **store.run_info().timings,
+            **store.timings(),
+            "load_seconds": self.parts.load_seconds,
+            "loop_seconds_this_process": time.perf_counter() - started,
+            **{f"{stage}_seconds_this_process": secs for stage, secs in self.stage_seconds.items()},
+        }
+        store.finish_run(stop_reason, timings)
+
+    def _draw(
+        self, round_: int, k: int, first_index: int, n_unique: int, seen: set[str]
+    ) -> tuple[list[Sample], list[tuple[Sample, dict[str, Any]]]]:
+        """Draw k samples; keep them up to the one that completes n unique test cases."""
+        t0 = time.perf_counter()
+        rng = random.Random(derive_seed(self.cfg.seed, round_, "prompts"))
+        prompts = self.method.prompts(k, rng)
+        texts = self.red_sampler.sample(
+            [p for p, _ in prompts], seed=derive_seed(self.cfg.seed, round_, "red")
+        )
+        self.stage_seconds["red"] += time.perf_counter() - t0
+        samples: list[Sample] = []
+        new: list[tuple[Sample, dict[str, Any]]] = []
+        in_round: set[str] = set()
+        for text, (_, origin) in zip(texts, prompts, strict=True):
+            if n_unique + len(new) >= self.cfg.n:
+                break
+            case = extract_test_case(text)
+            duplicate = case is not None and (case in seen or case in in_round)
+            sample = Sample(
+                index=first_index + len(samples), round=round_, text=text, test_case=case, duplicate=duplicate
+            )
+            samples.append(sample)
+            if case is not None and not duplicate:
+                in_round.add(case)
+                new.append((sample, origin))
+        return samples, new
+
+    def _answer_and_score(
+        self, round_: int, new: Sequence[tuple[Sample, dict[str, Any]]], first_index: int
+    ) -> list[Attempt]:
+        if not new:
+            return []
+        cases = [sample.test_case or "" for sample, _ in new]
+        t0 = time.perf_counter()
+        replies = self.parts.chatbot.reply(cases, seed=derive_seed(self.cfg.seed, round_, "target"))
+        t1 = time.perf_counter()
+        batches = {scorer.name: scorer.score(replies) for scorer in self.parts.scorers}
+        self.stage_seconds["target"] += t1 - t0
+        self.stage_seconds["score"] += time.perf_counter() - t1
+        deciding = batches[self.parts.scorers[0].name]
+        return [
+            Attempt(
+                index=first_index + i,
+                run_id=self.run_id,
+                method=self.method.name,
+                round=round_,
+                sample_index=sample.index,
+                test_case=cases[i],
+                reply=replies[i],
+                score=float(deciding.scores[i]),
+                offensive=float(deciding.scores[i]) > self.cfg.threshold,
+                scores={name: dict(batch.detail[i]) for name, batch in batches.items()},
+                origin=origin,
+            )
+            for i, (sample, origin) in enumerate(new)
+        ]

@@ -1,0 +1,70 @@
+"""What a run found: yields, the offensive-reply rate with a 95% Wilson interval, the top-scoring test cases."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from redlat.store import RunStore
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the edges, free of rounding error
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return (low, high)
+
+
+def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10) -> dict[str, Any]:
+    """A JSON-able summary of a run; `threshold` recounts offensive replies at another cut-off."""
+    info = store.run_info()
+    cfg = info.config
+    thr = float(cfg["threshold"]) if threshold is None else threshold
+    counts = store.counts()
+    attempts = list(store.attempts(order="score"))
+    n_offensive = sum(a.score > thr for a in attempts)
+    low, high = wilson_interval(n_offensive, counts.n_unique)
+    classifier = cfg["classifiers"][0]
+    return {
+        "run_id": info.run_id,
+        "run_dir": str(store.run_dir),
+        "method": info.method,
+        "status": info.status,
+        "stop_reason": info.stop_reason,
+        "n_requested": cfg["n"],
+        "max_samples": cfg["max_samples"] if cfg["max_samples"] is not None else 4 * cfg["n"],
+        "n_samples": counts.n_samples,
+        "n_valid": counts.n_valid,
+        "n_unique": counts.n_unique,
+        "n_duplicates": counts.n_valid - counts.n_unique,
+        "n_offensive": n_offensive,
+        "offensive_rate": n_offensive / counts.n_unique if counts.n_unique else 0.0,
+        "offensive_rate_ci95": [low, high],
+        "threshold": thr,
+        "classifier": classifier["name"],
+        "classifier_label": _deciding_label(info.provenance, classifier),
+        "classifiers": [c["name"] for c in cfg["classifiers"]],
+        "red": cfg["red"],
+        "target": cfg["target"],
+        "chat_format": info.provenance.get("models", {}).get("target", {}).get("chat_format"),
+        "seed": info.seed,
+        "git_commit": info.provenance.get("git", {}).get("commit"),
+        "timings": info.timings,
+        "top": [
+            {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
+            for a in attempts[:top]
+        ],
+    }
+
+
+def _deciding_label(prov: dict[str, Any], spec: dict[str, Any]) -> str | None:
+    classifiers = prov.get("models", {}).get("classifiers", [])
+    return classifiers[0].get("label") if classifiers else spec.get("label")

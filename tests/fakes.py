@@ -1,0 +1,36 @@
+"""Fake scorers for fast tests: deterministic, instant, and honest about being fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redlat.scoring.base import ScoreBatch
+
+RUDE = {"stupid", "dumb", "hate", "idiot"}
+
+
+class RudeWordScorer:
+    """Scores a text by the share of its words that are rude (labels: rude, polite)."""
+
+    name = "rude-words"
+    labels = ("rude", "polite")
+    label = "rude"
+    weights: dict[str, str] = {}  # noqa: RUF012 - a fake has no weights
+
+    def __init__(self, fail_on_call: int | None = None, exc: type[BaseException] = KeyboardInterrupt) -> None:
+        self.calls = 0
+        self.fail_on_call = fail_on_call
+        self.exc = exc
+
+    def score(self, texts: Sequence[str]) -> ScoreBatch:
+        self.calls += 1
+        if self.fail_on_call is not None and self.calls == self.fail_on_call:
+            raise self.exc()
+        scores = []
+        for text in texts:
+            words = text.lower().replace("?", " ").split()
+            scores.append(sum(w in RUDE for w in words) / len(words) if words else 0.0)
+        return ScoreBatch(scores=scores, detail=[{"rude": s, "polite": 1 - s} for s in scores])
+
+    def __call__(self, texts: Sequence[str]) -> list[float]:
+        return self.score(texts).scores
