@@ -156,6 +156,11 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
     from redlat.redteam.runner import default_run_dir, redteam
 
     run_dir = run_dir or default_run_dir(cfg)
+    if progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own bar is the one to watch
+        typer.echo(f"loading {safe_text(cfg.red)}, {safe_text(cfg.target)} and the classifiers ...", err=True)
 
     def announce(where: Path, resumed: bool) -> None:
         verb = "resuming" if resumed else "storing"

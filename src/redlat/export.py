@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from redlat.atomic import atomic_path
 from redlat.errors import ConfigError
 from redlat.store import RunStore
 
@@ -49,7 +50,12 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
     path = Path(out) if out is not None else Path(run_dir) / f"attempts.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    tmp = path.with_name(path.name + ".tmp")
+    with atomic_path(path) as tmp:
+        _write(rows, columns, fmt, tmp)
+    return path
+
+
+def _write(rows: list[dict[str, Any]], columns: list[str], fmt: str, tmp: Path) -> None:
     if fmt == "jsonl":
         with open(tmp, "w", encoding="utf-8") as handle:
             for row in rows:
@@ -65,5 +71,3 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
 
         table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in columns or ["index"]})
         pq.write_table(table, tmp)
-    tmp.replace(path)
-    return path

@@ -1,4 +1,13 @@
-"""Batched sampling from a causal LM: left padding, length bucketing, per-sequence newline stop, derived seeds.
+"""Batched sampling from a causal LM: length bucketing, left padding, a shared-prefix KV cache, per-sequence
+newline stop, fast nucleus sampling, derived seeds.
+
+Speed, measured on 2 CPU cores with SmolLM2-135M (see benchmarks/):
+- Prompts that share a long prefix (the DPG prompt, a chat template's system turn) have that prefix run through
+  the model once; its KV cache is reused by every batch (padding then sits between prefix and suffix, masked).
+- transformers' top-p warper sorts the whole vocabulary at every step, and its multinomial draws over the whole
+  vocabulary: at batch 64 that is ~160 ms + ~70 ms a step, about as much as the model's forward pass. `NucleusDraw`
+  finds the same nucleus from a top-K partial sort (falling back to a full sort when the nucleus is larger than K),
+  draws within it, and hands generate a one-hot score, so generate runs its cheap greedy step.
 
 Every sampling call is seeded from (run seed, round, stage, batch), so a resumed run draws exactly what an
 uninterrupted one would have drawn.
@@ -27,7 +36,7 @@ class SamplingSettings:
     stop_at_newline: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "top_k": 0, "do_sample": True, "repetition_penalty": 1.0}
+        return {**asdict(self), "top_k": 0, "do_sample": True, "repetition_penalty": 1.0, "sampler": "nucleus-draw"}
 
 
 def derive_seed(base: int, *keys: object) -> int:
@@ -68,14 +77,77 @@ class _StopAtNewline:
         return self.mask.to(new.device)[new].any(dim=1)
 
 
+class NucleusDraw:
+    """A logits processor that samples the next token by nucleus (top-p) sampling and returns a one-hot score.
+
+    The nucleus is the smallest set of most-probable tokens whose probability reaches `top_p` (the token that
+    crosses the threshold is included), as in transformers' TopPLogitsWarper. Used with greedy decoding, whose
+    argmax then picks the drawn token.
+    """
+
+    def __init__(self, top_p: float, temperature: float, candidates: int = 1024) -> None:
+        self.top_p = top_p
+        self.temperature = temperature
+        self.candidates = candidates
+
+    def nucleus(self, probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(candidate ids, their probabilities zeroed outside the nucleus, rows whose nucleus is wider than k)."""
+        top_probs, top_ids = probs.topk(k, dim=-1)  # (batch, k), most probable first
+        exclusive = top_probs.cumsum(dim=-1) - top_probs  # mass strictly before each candidate
+        keep = exclusive < self.top_p
+        wider = keep[:, -1] & (exclusive[:, -1] + top_probs[:, -1] < self.top_p)
+        if k == probs.shape[-1]:
+            wider = wider.new_zeros(wider.shape)
+        return top_ids, top_probs * keep, wider
+
+    def draw(self, scores: torch.Tensor) -> torch.Tensor:
+        """The drawn token id per row, shape (batch, 1)."""
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        vocab = probs.shape[-1]
+        ids, weights, wider = self.nucleus(probs, min(self.candidates, vocab))
+        chosen = ids.gather(1, torch.multinomial(weights, 1))
+        if wider.any():  # rare: a flat distribution whose nucleus holds more than `candidates` tokens
+            rows = wider.nonzero().squeeze(1)
+            full_ids, full_weights, _ = self.nucleus(probs[rows], vocab)
+            chosen[rows] = full_ids.gather(1, torch.multinomial(full_weights, 1))
+        return chosen
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, self.draw(scores), 0.0)
+
+
+MIN_SHARED_PREFIX = 8  # tokens; shorter shared prefixes are not worth a cache
+
+
+def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
+    """Tokens all prompts share at the start, leaving every prompt at least one token of its own."""
+    if not encoded:
+        return 0
+    limit = min(len(e) for e in encoded) - 1
+    first = encoded[0]
+    length = 0
+    while length < limit and all(e[length] == first[length] for e in encoded):
+        length += 1
+    return length
+
+
 class Sampler:
     """Samples continuations of text prompts from one loaded LM, batched."""
 
-    def __init__(self, lm: LoadedLM, settings: SamplingSettings, *, batch_size: int) -> None:
+    def __init__(
+        self, lm: LoadedLM, settings: SamplingSettings, *, batch_size: int, reuse_prefix: bool = True
+    ) -> None:
         self.lm = lm
         self.settings = settings
         self.batch_size = batch_size
+        self.reuse_prefix = reuse_prefix
         self._newline_mask: torch.Tensor | None = None
+        self._prefix: tuple[tuple[int, ...], Any] | None = None  # (prefix tokens, its KV cache), last one used
 
     def _mask(self) -> torch.Tensor:
         if self._newline_mask is None:
@@ -90,16 +162,24 @@ class Sampler:
         eos = self.lm.model.generation_config.eos_token_id
         if eos is None:
             eos = tok.eos_token_id
+        # Greedy over NucleusDraw's one-hot scores: the sampling itself happens in NucleusDraw.
         return GenerationConfig(
-            do_sample=True,
-            top_p=self.settings.top_p,
-            top_k=0,
-            temperature=self.settings.temperature,
-            repetition_penalty=1.0,
+            do_sample=False,
             max_new_tokens=self.settings.max_new_tokens,
             pad_token_id=tok.pad_token_id,
             eos_token_id=eos,
         )
+
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
+        """The KV cache of `prefix` (batch 1), computed once and kept while the prefix stays the same."""
+        import torch
+
+        if self._prefix is None or self._prefix[0] != prefix:
+            with torch.inference_mode():
+                ids = torch.tensor([prefix], device=self.lm.device)
+                cache = self.lm.model(input_ids=ids, use_cache=True).past_key_values
+            self._prefix = (prefix, cache)
+        return self._prefix[1]
 
     def sample(self, prompts: Sequence[str], *, seed: int, add_special_tokens: bool = True) -> list[str]:
         """One continuation per prompt, in the order given, cut at the first newline if so configured."""
@@ -108,27 +188,43 @@ class Sampler:
 
         if not prompts:
             return []
+        import copy
+
+        from transformers import LogitsProcessorList
+
         tok = self.lm.tokenizer
         encoded = [tok(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+        shared = shared_prefix_length(encoded) if self.reuse_prefix else 0
+        prefix = tuple(encoded[0][:shared]) if shared >= MIN_SHARED_PREFIX else ()
+        suffixes = [e[len(prefix) :] for e in encoded]
         config = self._generation_config()
+        draw = LogitsProcessorList([NucleusDraw(self.settings.top_p, self.settings.temperature)])
+        pad = tok.pad_token_id
         out: list[str] = [""] * len(prompts)
-        for batch_no, batch in enumerate(length_buckets([len(e) for e in encoded], self.batch_size)):
-            width = max(len(encoded[i]) for i in batch)
-            pad = tok.pad_token_id
-            input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch])
-            attention = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch])
+        for batch_no, batch in enumerate(length_buckets([len(s) for s in suffixes], self.batch_size)):
+            # Row layout: [shared prefix][left padding][own suffix]; padding is masked out of attention.
+            width = max(len(suffixes[i]) for i in batch)
+            rows = [list(prefix) + [pad] * (width - len(suffixes[i])) + suffixes[i] for i in batch]
+            masks = [[1] * len(prefix) + [0] * (width - len(suffixes[i])) + [1] * len(suffixes[i]) for i in batch]
+            input_length = len(prefix) + width
+            past = None
+            if prefix:
+                past = copy.deepcopy(self._prefix_cache(prefix))
+                past.batch_repeat_interleave(len(batch))
             stopping = StoppingCriteriaList()
             if self.settings.stop_at_newline:
-                stopping.append(_StopAtNewline(self._mask(), width))
+                stopping.append(_StopAtNewline(self._mask(), input_length))
             torch.manual_seed(derive_seed(seed, batch_no))
             with torch.inference_mode():
                 generated = self.lm.model.generate(
-                    input_ids=input_ids.to(self.lm.device),
-                    attention_mask=attention.to(self.lm.device),
+                    input_ids=torch.tensor(rows, device=self.lm.device),
+                    attention_mask=torch.tensor(masks, device=self.lm.device),
+                    past_key_values=past,
                     generation_config=config,
+                    logits_processor=draw,
                     stopping_criteria=stopping,
                 )
-            texts = tok.batch_decode(generated[:, width:].cpu(), skip_special_tokens=True)
+            texts = tok.batch_decode(generated[:, input_length:].cpu(), skip_special_tokens=True)
             for i, text in zip(batch, texts, strict=True):
                 out[i] = text.split("\n", 1)[0] if self.settings.stop_at_newline else text
         return out

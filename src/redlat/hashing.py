@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from redlat.atomic import write_text_atomic
 from redlat.paths import cache_dir
 
 _CHUNK = 1 << 20
@@ -55,9 +55,7 @@ def hash_files(paths: Iterable[Path], *, cache: Path | None = None) -> dict[str,
         out[key] = digest
         changed = True
     if changed:
-        tmp = memo_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(memo))
-        os.replace(tmp, memo_path)
+        write_text_atomic(memo_path, json.dumps(memo))
     return out
 
 

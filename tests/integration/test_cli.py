@@ -74,6 +74,9 @@ def test_redteam_summary_export(questioner_path, tmp_path):
         provenance = json.loads(db.execute("SELECT provenance FROM run").fetchone()[0])
     assert provenance["versions"]["torch"] and "commit" in provenance["git"]
     assert provenance["models"]["red"]["weights"] and provenance["models"]["classifiers"][0]["weights"]
+    assert provenance["generation"]["red"]["top_k"] == 0 and provenance["generation"]["target"]["top_p"] == 0.8
+    assert provenance["generation"]["target"]["stop_at_newline"] is True
+    assert len(provenance["models"]["target"]["dialogue_prompt_sha256"]) == 64
 
 
 def test_chat_model_and_offensive_label_and_yaml(questioner_chat_path, tmp_path):

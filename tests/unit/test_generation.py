@@ -44,3 +44,56 @@ def test_sampling_is_seeded_and_stops_at_newline(questioner_chat_lm):
     assert first != sampler.sample(prompts, seed=6)
     assert all("\n" not in text for text in first)
     assert sampler.sample([], seed=0) == []
+
+
+@pytest.mark.parametrize(("top_p", "candidates", "scale"), [(0.95, 1024, 3.0), (0.8, 1024, 1.0), (0.95, 8, 0.1)])
+def test_nucleus_is_the_same_set_as_transformers_top_p(top_p, candidates, scale):
+    """Same kept tokens as TopPLogitsWarper, including rows whose nucleus is wider than the candidate set."""
+    import torch
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    from redlat.generation import NucleusDraw
+
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5000) * scale
+    expected = TopPLogitsWarper(top_p)(None, logits.clone()).isfinite()
+    draw = NucleusDraw(top_p, 1.0, candidates=candidates)
+    probs = torch.softmax(logits, dim=-1)
+    ids, weights, wider = draw.nucleus(probs, min(candidates, 5000))
+    full_ids, full_weights, _ = draw.nucleus(probs, 5000)
+    if candidates == 8:
+        assert wider.all()  # flat rows: the nucleus is far wider than 8 candidates, so the fallback is needed
+    for row in range(6):
+        src_ids, src_w = (full_ids, full_weights) if wider[row] else (ids, weights)
+        kept = set(src_ids[row][src_w[row] > 0].tolist())
+        assert kept == set(expected[row].nonzero().squeeze(1).tolist())
+
+
+def test_nucleus_draw_frequencies():
+    import torch
+
+    from redlat.generation import NucleusDraw
+
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
+    chosen = NucleusDraw(0.8, 1.0).draw(logits).squeeze(1)
+    counts = torch.bincount(chosen, minlength=4).tolist()
+    assert counts[2] == counts[3] == 0  # outside the nucleus {0, 1}
+    assert counts[0] / 4000 == pytest.approx(0.5 / 0.8, abs=0.03)
+    one_hot = NucleusDraw(0.8, 1.0)(None, logits[:3])
+    assert (one_hot == 0).sum().item() == 3 and torch.isinf(one_hot).sum().item() == 3 * 3
+
+
+def test_shared_prefix_cache_gives_the_uncached_outputs(tiny_lm):
+    from redlat.generation import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # each prompt keeps one token of its own
+    head = "The following is a long conversation between a person and a helpful assistant. " * 3
+    prompts = [head + "USER: why is the sky blue?\nBOT:", head + "USER: hi\nBOT:", head + "USER: a b c d e f g?\nBOT:"]
+    settings = SamplingSettings(top_p=1e-9, temperature=1.0, max_new_tokens=5, stop_at_newline=False)
+    cached = Sampler(tiny_lm, settings, batch_size=2)
+    plain = Sampler(tiny_lm, settings, batch_size=2, reuse_prefix=False)
+    assert cached.sample(prompts, seed=3) == plain.sample(prompts, seed=3)
+    assert cached._prefix is not None and len(cached._prefix[0]) >= 40
+    assert plain._prefix is None

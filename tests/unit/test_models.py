@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from redlat.atomic import install_dir_atomically
 from redlat.errors import ModelNotFoundError, OfflinePackageMissingError
 from redlat.hashing import sha256_file
 from redlat.models import causal_lm, offline
@@ -194,7 +195,7 @@ def test_concurrent_conversion_keeps_the_first_complete_copy(tmp_path: Path) -> 
         target.mkdir(parents=True)  # another process finished first
         (target / "done").write_text("theirs")
 
-    offline._install_atomically(target, build, is_complete=complete)
+    install_dir_atomically(target, build, is_complete=complete)
     assert (target / "done").read_text() == "theirs"
     assert [p.name for p in target.parent.iterdir()] == ["x"]
 

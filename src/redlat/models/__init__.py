@@ -8,11 +8,10 @@ from redlat.models.offline import (
     OFFLINE_LMS,
     OfflineModel,
     gpt2_tokenizer_dir,
-    install_command,
     offline_lm_dir,
-    package_dir,
     smollm2_dir,
 )
+from redlat.packages import install_command, package_dir
 
 __all__ = [
     "OFFLINE_LMS",

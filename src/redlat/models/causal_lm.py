@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from redlat.device import resolve_device, resolve_dtype
 from redlat.errors import ConfigError, ModelNotFoundError
 from redlat.hashing import hash_files, weight_files
-from redlat.models.offline import OFFLINE_LMS, SETUP_SCRIPT, install_command, offline_lm_dir
+from redlat.models.offline import OFFLINE_LMS, offline_lm_dir
+from redlat.packages import SETUP_SCRIPT, install_command
 from redlat.paths import cache_dir
 
 if TYPE_CHECKING:

