@@ -47,6 +47,16 @@ class LoadedLM:
     device: torch.device
     dtype: torch.dtype
     weights: dict[str, str] = field(default_factory=dict)  # file relative to the model directory -> sha256
+    _newline_mask: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    def newline_mask(self) -> torch.Tensor:
+        """Boolean mask over the output vocabulary: tokens whose text holds a newline. Computed once per model."""
+        if self._newline_mask is None:
+            from redlat.generation import newline_token_mask
+
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            self._newline_mask = newline_token_mask(self.tokenizer, vocab)
+        return self._newline_mask
 
     @property
     def has_chat_template(self) -> bool:

@@ -1,0 +1,33 @@
+"""The Python API as the README shows it."""
+
+import json
+
+import pytest
+
+from fakes import RudeWordScorer
+
+
+def test_public_names_resolve_lazily():
+    import redlat
+
+    for name in redlat.__all__:
+        assert getattr(redlat, name) is not None
+    with pytest.raises(AttributeError):
+        redlat.no_such_thing  # noqa: B018
+
+
+def test_readme_example_flow(questioner_chat_lm, tmp_path):
+    from redlat import Chatbot, Components, RedTeamConfig, export_run, redteam, summarize_run
+
+    cfg = RedTeamConfig(n=8, seed=1, red="q", target="q", classifiers=[{"name": "rude-words"}], device="cpu")
+    parts = Components(red=questioner_chat_lm, chatbot=Chatbot(questioner_chat_lm, cfg.chatbot,
+                                                               cfg.target_generation), scorers=[RudeWordScorer()])
+    result = redteam(cfg, tmp_path / "zs", components=parts)
+    assert result.summary["n_unique"] == 8
+    low, high = result.summary["offensive_rate_ci95"]
+    assert low <= result.summary["offensive_rate"] <= high
+    assert summarize_run(tmp_path / "zs", threshold=1.0)["n_offensive"] == 0
+    assert summarize_run(tmp_path / "zs") == result.summary
+    path = export_run(tmp_path / "zs", "jsonl")
+    assert len(path.read_text().splitlines()) == 8
+    assert json.loads(path.read_text().splitlines()[0])["run_id"] == result.summary["run_id"]
