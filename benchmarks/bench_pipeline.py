@@ -5,7 +5,7 @@ Everything is measured in ONE run, on the same model objects, and printed as rat
 on any machine:
 
 1. test cases per second of the project's batched pipeline (`Sampler`, `Chatbot.reply`, `Scorer.score`, used the way
-   `redlat.redteam.runner` uses them) and of a plain one-example-at-a-time transformers loop, and their ratio;
+   `redlat.red_team.runner` uses them) and of a plain one-example-at-a-time transformers loop, and their ratio;
 2. generated tokens per second and the estimated achieved GFLOP/s of generation, as a share of the machine's own
    matmul throughput (torch, the model's dtype, torch's current thread count).
 
@@ -289,7 +289,7 @@ def run_pipeline(
 ) -> SideResult:
     """The project's batched pipeline, in the runner's rounds: red batch -> replies -> scores, per round.
 
-    Mirrors `redlat.redteam.runner._RoundLoop` (same classes, settings and seeds) minus the '?' filter, the
+    Mirrors `redlat.red_team.runner._RoundLoop` (same classes, settings and seeds) minus the '?' filter, the
     deduplication and the store. The timing includes building the Sampler and the Chatbot and what they do once on
     first use (their newline masks, a shared-prompt-prefix KV cache): a real run pays that too.
     """

@@ -23,10 +23,10 @@ _EXPORTS = {
     "TargetGeneration": "redlat.config",
     "ChatbotConfig": "redlat.config",
     "build_config": "redlat.config",
-    "redteam": "redlat.redteam.runner",
-    "load_components": "redlat.redteam.runner",
-    "Components": "redlat.redteam.runner",
-    "RunResult": "redlat.redteam.runner",
+    "redteam": "redlat.red_team.runner",
+    "load_components": "redlat.red_team.runner",
+    "Components": "redlat.red_team.runner",
+    "RunResult": "redlat.red_team.runner",
     "RunStore": "redlat.store",
     "Attempt": "redlat.records",
     "summarize_run": "redlat.api",
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from redlat.export import export_run
     from redlat.models.causal_lm import load_causal_lm
     from redlat.records import Attempt
-    from redlat.redteam.runner import Components, RunResult, load_components, redteam
+    from redlat.red_team.runner import Components, RunResult, load_components, redteam
     from redlat.scoring import load_scorer
     from redlat.store import RunStore
 

@@ -153,7 +153,7 @@ def redteam(
 
 def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: bool) -> None:
     from redlat.display import render_summary, safe_text
-    from redlat.redteam.runner import default_run_dir, redteam
+    from redlat.red_team.runner import default_run_dir, redteam
 
     run_dir = run_dir or default_run_dir(cfg)
     if progress:

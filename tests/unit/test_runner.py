@@ -6,8 +6,8 @@ from fakes import RudeWordScorer
 from redlat.chatbot import Chatbot
 from redlat.config import RedGeneration, RedTeamConfig
 from redlat.errors import RunDirMismatchError
-from redlat.redteam import runner
-from redlat.redteam.runner import Components, redteam
+from redlat.red_team import runner
+from redlat.red_team.runner import Components, redteam
 from redlat.store import RunStore
 
 

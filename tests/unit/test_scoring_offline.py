@@ -51,7 +51,7 @@ def _hide_package(monkeypatch: pytest.MonkeyPatch, module: object, package: str)
     def find_spec(name: str, *args: object, **kwargs: object) -> object:
         return None if name == package else real(name, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(module.importlib.util, "find_spec", find_spec)  # type: ignore[attr-defined]
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)  # every lookup, whichever module asks
 
 
 @needs_jigsaw

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from redlat.redteam.zero_shot import ZeroShot, extract_test_case
+from redlat.red_team.zero_shot import ZeroShot, extract_test_case
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from redlat.config import RedTeamConfig
 from redlat.errors import RunDirMismatchError
 from redlat.generation import Sampler, SamplingSettings, derive_seed
 from redlat.records import Attempt, Sample
-from redlat.redteam.zero_shot import ZeroShot, extract_test_case
+from redlat.red_team.zero_shot import ZeroShot, extract_test_case
 from redlat.store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
