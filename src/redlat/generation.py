@@ -153,6 +153,7 @@ class Sampler:
         self.reuse_prefix = reuse_prefix
         self._prefix: tuple[tuple[int, ...], Any] | None = None  # (prefix tokens, its KV cache), last one used
         self._static: tuple[tuple[int, int], Any] | None = None  # ((rows, capacity), a reusable StaticCache)
+        self._static_fits = True  # False once StaticCache has failed for this model: don't retry every batch
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
@@ -196,6 +197,8 @@ class Sampler:
         # page-faulting) a fresh ~1.7 GB cache per batch cost as much again as the decoding itself.
         capacity = -(-(input_length + self.settings.max_new_tokens) // 64) * 64
         try:
+            if not self._static_fits:
+                raise NotImplementedError("StaticCache failed for this model before")
             if self._static is not None and self._static[0] == (batch, capacity):
                 cache = self._static[1]
                 cache.reset()
@@ -208,7 +211,9 @@ class Sampler:
                 cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), index)
             return cache
         except (TypeError, ValueError, AttributeError, NotImplementedError, IndexError) as exc:
-            log.debug("static cache not usable for %s (%s); copying the dynamic cache", type(self.lm.model), exc)
+            if self._static_fits:
+                log.info("static cache not usable for %s (%s); copying the dynamic cache", type(self.lm.model), exc)
+            self._static_fits, self._static = False, None  # a half-built cache is never reused
             cache = copy.deepcopy(shared)
             cache.batch_repeat_interleave(batch)
             return cache

@@ -97,3 +97,19 @@ def test_shared_prefix_cache_gives_the_uncached_outputs(tiny_lm):
     assert cached.sample(prompts, seed=3) == plain.sample(prompts, seed=3)
     assert cached._prefix is not None and len(cached._prefix[0]) >= 40
     assert plain._prefix is None
+
+
+def test_prefix_cache_falls_back_when_static_cache_does_not_fit(tiny_lm, monkeypatch):
+    import transformers
+
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("no static cache for this model")
+
+    head = "A long shared beginning that every prompt in this batch starts with, word for word. " * 2
+    prompts = [head + "USER: hi\nBOT:", head + "USER: why is that so?\nBOT:"]
+    settings = SamplingSettings(top_p=1e-9, temperature=1.0, max_new_tokens=4, stop_at_newline=False)
+    expected = Sampler(tiny_lm, settings, batch_size=2).sample(prompts, seed=0)
+    monkeypatch.setattr(transformers, "StaticCache", refuse)
+    fallback = Sampler(tiny_lm, settings, batch_size=2)
+    assert fallback.sample(prompts, seed=0) == expected
+    assert fallback._static_fits is False and fallback._static is None
