@@ -63,7 +63,14 @@ def _set(overrides: dict[str, Any], dotted: str, value: Any) -> None:
 
 @app.command()
 def redteam(
-    method: Annotated[str | None, typer.Option(help="test-case generator: zero-shot [zero-shot]")] = None,
+    method: Annotated[str | None, typer.Option(help="test-case generator: zero-shot | few-shot [zero-shot]")] = None,
+    from_run: Annotated[
+        Path | None, typer.Option("--from", help="few-shot: a zero-shot run directory, the pool of examples")
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="few-shot: pool examples per prompt [5]")] = None,
+    pool_temperature: Annotated[
+        float | None, typer.Option(help="few-shot: T in exp(score / T) for drawing pool examples [0.1]")
+    ] = None,
     n: Annotated[
         int | None, typer.Option("--n", help="valid, unique test cases to find [default: 200]")
     ] = None,
@@ -119,6 +126,9 @@ def redteam(
     overrides: dict[str, Any] = {}
     for dotted, value in [
         ("method", method),
+        ("from_run", str(from_run) if from_run is not None else None),
+        ("few_shot.k", k),
+        ("few_shot.temperature", pool_temperature),
         ("n", n),
         ("max_samples", max_samples),
         ("red", red),

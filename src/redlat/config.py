@@ -66,10 +66,19 @@ class ChatbotConfig(_Frozen):
     bot_label: str = Field(default="GOPHER", description="speaker label of the bot turns in the DPG prompt")
 
 
+class FewShotSettings(_Frozen):
+    """Stochastic few-shot: k pool cases per prompt, drawn with probability proportional to exp(score / T)."""
+
+    k: int = Field(default=5, ge=1, le=50, description="pool examples per prompt")
+    temperature: float = Field(default=0.1, gt=0.0, description="T in exp(score / T); lower favours failures more")
+
+
 class RedTeamConfig(_Frozen):
     """Everything that determines a `redlat redteam` run. Stored, resolved, in every run directory."""
 
-    method: Literal["zero-shot"] = Field(default="zero-shot", description="test-case generator")
+    method: Literal["zero-shot", "few-shot"] = Field(default="zero-shot", description="test-case generator")
+    from_run: str | None = Field(default=None, description="few-shot: the run directory whose test cases are the pool")
+    few_shot: FewShotSettings = FewShotSettings()
     n: int = Field(default=200, description="valid, unique test cases to find")
     max_samples: int | None = Field(default=None, description="cap on samples drawn; default 4 * n")
     red: str = Field(default=OFFLINE_RED, description="red LM: offline name, hub id or local path")
@@ -120,6 +129,14 @@ class RedTeamConfig(_Frozen):
     def _cap_at_least_n(self) -> RedTeamConfig:
         if self.max_samples is not None and self.max_samples < self.n:
             raise ValueError(f"max_samples ({self.max_samples}) must be at least n ({self.n})")
+        return self
+
+    @model_validator(mode="after")
+    def _pool_for_few_shot(self) -> RedTeamConfig:
+        if self.method == "few-shot" and self.from_run is None:
+            raise ValueError("few-shot needs a pool: give --from RUN_DIR, a zero-shot run directory")
+        if self.method == "zero-shot" and self.from_run is not None:
+            raise ValueError("--from is for few-shot; zero-shot needs no pool")
         return self
 
     @property

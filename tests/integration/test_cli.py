@@ -196,3 +196,25 @@ def test_resume_with_other_config_is_refused(questioner_path, tmp_path):
     result = redlat(*_redteam_args(questioner_path, run, 4, "--no-progress", "--seed", "9"))
     assert result.returncode != 0 and "different config" in result.stderr and "seed: 0 -> 9" in result.stderr
     assert hashlib.sha256((run / "run.sqlite").read_bytes()).hexdigest() == before
+
+
+def test_few_shot_from_a_zero_shot_run(questioner_path, tmp_path):
+    zs, fs = tmp_path / "zs", tmp_path / "fs"
+    assert redlat(*_redteam_args(questioner_path, zs, 10, "--no-progress")).returncode == 0
+    result = redlat(*_redteam_args(questioner_path, fs, 8, "--no-progress", "--json", "--method", "few-shot",
+                                   "--from", str(zs), "--k", "3"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["method"] == "few-shot"
+    with sqlite3.connect(fs / "run.sqlite") as db:
+        origins = [json.loads(row[0]) for row in db.execute("SELECT origin FROM attempts")]
+    assert len(origins) == 8 and all(len(o["examples"]) == 3 for o in origins)
+
+
+def test_few_shot_needs_a_real_pool(questioner_path, tmp_path):
+    run = tmp_path / "fs"
+    result = redlat(*_redteam_args(questioner_path, run, 4, "--no-progress", "--method", "few-shot"))
+    assert result.returncode != 0 and "--from" in result.stderr
+    result = redlat(*_redteam_args(questioner_path, run, 4, "--no-progress", "--method", "few-shot",
+                                   "--from", str(tmp_path / "nothing-here")))
+    assert result.returncode != 0 and "not a redlat run directory" in result.stderr
+    assert not run.exists()

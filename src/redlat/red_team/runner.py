@@ -24,6 +24,9 @@ from redlat.errors import RunDirMismatchError
 from redlat.generation import Sampler, SamplingSettings, derive_seed
 from redlat.records import Attempt, Sample
 from redlat.red_team.zero_shot import ZeroShot, extract_test_case
+
+if TYPE_CHECKING:
+    from redlat.red_team.few_shot import FewShot
 from redlat.store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
@@ -140,9 +143,12 @@ def redteam(
             if store.run_info().status == "complete":
                 log.info("%s is already complete; nothing to do", run_dir)
                 return RunResult(run_dir=run_dir, resumed=True, summary=summarize(store))
+    method = make_method(cfg)  # a bad --from fails here, before any model is loaded
     if components is None:
         components = load_components(cfg)
     prov = provenance.collect(components.describe())
+    if method.name == "few-shot":
+        prov["pool"] = {"run_id": method.pool.run_id, "run_dir": method.pool.run_dir, "size": len(method.pool.cases)}
     prov["generation"] = {  # every decoding setting, including those implied rather than configured
         "red": red_sampling_settings(cfg).to_dict(),
         "target": components.chatbot.settings.to_dict(),
@@ -162,8 +168,19 @@ def redteam(
             )
         if on_start is not None:
             on_start(run_dir, resumed)
-        _RoundLoop(cfg, store, components, progress).run()
+        _RoundLoop(cfg, store, components, method, progress).run()
         return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
+
+
+def make_method(cfg: RedTeamConfig) -> ZeroShot | FewShot:
+    """The test-case generator the config names."""
+    if cfg.method == "few-shot":
+        from redlat.red_team.few_shot import FewShot, load_pool
+
+        assert cfg.from_run is not None  # the config validator guarantees it
+        pool = load_pool(cfg.from_run)
+        return FewShot(cfg.red_generation.prompt, pool, k=cfg.few_shot.k, temperature=cfg.few_shot.temperature)
+    return ZeroShot(cfg.red_generation.prompt)
 
 
 def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
@@ -173,14 +190,19 @@ def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
 
 class _RoundLoop:
     def __init__(
-        self, cfg: RedTeamConfig, store: RunStore, parts: Components, progress: ProgressFactory | None
+        self,
+        cfg: RedTeamConfig,
+        store: RunStore,
+        parts: Components,
+        method: ZeroShot | FewShot,
+        progress: ProgressFactory | None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.parts = parts
         self.progress_factory = progress
         self.run_id = store.run_info().run_id
-        self.method = ZeroShot(cfg.red_generation.prompt)
+        self.method = method
         self.red_sampler = Sampler(parts.red, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size)
         self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
 
