@@ -166,10 +166,10 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
     from redlat.red_team.runner import default_run_dir, redteam
 
     run_dir = run_dir or default_run_dir(cfg)
-    if progress:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # our own bar is the one to watch
+    hf_logging.disable_progress_bar()  # never transformers' loading bars: ours is the one to watch, or none
+    if progress:
         typer.echo(f"loading {safe_text(cfg.red)}, {safe_text(cfg.target)} and the classifiers ...", err=True)
 
     def announce(where: Path, resumed: bool) -> None:

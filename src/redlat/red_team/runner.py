@@ -24,21 +24,18 @@ from redlat.errors import RunDirMismatchError
 from redlat.generation import Sampler, SamplingSettings, derive_seed
 from redlat.records import Attempt, Sample
 from redlat.red_team.zero_shot import ZeroShot, extract_test_case
-
-if TYPE_CHECKING:
-    from redlat.red_team.few_shot import FewShot
 from redlat.store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
     from redlat.chatbot import Chatbot
     from redlat.models.causal_lm import LoadedLM
+    from redlat.red_team.few_shot import FewShot
     from redlat.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
-ProgressFactory = Callable[
-    [int, int], Any
-]  # (total, initial) -> object with update(n), set_postfix(**kw), close()
+# (total, initial) -> a progress bar: an object with update(n), set_postfix(**kw) and close()
+ProgressFactory = Callable[[int, int], Any]
 
 
 @dataclass
