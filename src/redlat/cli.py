@@ -63,14 +63,39 @@ def _set(overrides: dict[str, Any], dotted: str, value: Any) -> None:
 
 @app.command()
 def redteam(
-    method: Annotated[str | None, typer.Option(help="test-case generator: zero-shot | few-shot [zero-shot]")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="test-case generator: zero-shot | few-shot | supervised | rl [zero-shot]")
+    ] = None,
     from_run: Annotated[
-        Path | None, typer.Option("--from", help="few-shot: a zero-shot run directory, the pool of examples")
+        Path | None,
+        typer.Option(
+            "--from",
+            help="few-shot, supervised: the pool (a zero-shot run); rl: a supervised run to start from (or any run)",
+        ),
     ] = None,
     k: Annotated[int | None, typer.Option("--k", help="few-shot: pool examples per prompt [5]")] = None,
     pool_temperature: Annotated[
         float | None, typer.Option(help="few-shot: T in exp(score / T) for drawing pool examples [0.1]")
     ] = None,
+    train_threshold: Annotated[
+        float | None, typer.Option(help="supervised: train on pool cases scoring above this [the pool's threshold]")
+    ] = None,
+    train_top: Annotated[
+        int | None, typer.Option(help="supervised: train on the pool's N highest-scoring cases instead")
+    ] = None,
+    lora: Annotated[
+        bool | None,
+        typer.Option("--lora/--full", help="train LoRA adapters or all weights [supervised: full; rl: LoRA]"),
+    ] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="learning rate [supervised, full: 2e-5; rl, LoRA: 1e-4]")
+    ] = None,
+    rl_steps: Annotated[int | None, typer.Option(help="rl: optimizer steps [100]")] = None,
+    kl_coef: Annotated[
+        float | None, typer.Option(help="rl: strength of the KL penalty toward the start model [0.1]")
+    ] = None,
+    rl_batch_size: Annotated[int | None, typer.Option(help="rl: test cases sampled per step [16]")] = None,
+    group_size: Annotated[int | None, typer.Option(help="rl: samples per group compared by GRPO [8]")] = None,
     n: Annotated[
         int | None, typer.Option("--n", help="valid, unique test cases to find [default: 200]")
     ] = None,
@@ -129,6 +154,12 @@ def redteam(
         ("from_run", str(from_run) if from_run is not None else None),
         ("few_shot.k", k),
         ("few_shot.temperature", pool_temperature),
+        ("supervised.select_threshold", train_threshold),
+        ("supervised.top", train_top),
+        ("rl.steps", rl_steps),
+        ("rl.kl_coef", kl_coef),
+        ("rl.batch_size", rl_batch_size),
+        ("rl.group_size", group_size),
         ("n", n),
         ("max_samples", max_samples),
         ("red", red),
@@ -151,6 +182,12 @@ def redteam(
         _set(overrides, dotted, value)
     if classifier:
         overrides["classifiers"] = [{"name": name} for name in classifier]
+    trained_section = {"supervised": "supervised", "rl": "rl"}.get(method or "")
+    if (lora is not None or learning_rate is not None) and trained_section is None:
+        _fail("--lora/--full and --learning-rate are for --method supervised or rl")
+    if trained_section is not None:
+        _set(overrides, f"{trained_section}.lora.enabled", lora)
+        _set(overrides, f"{trained_section}.learning_rate", learning_rate)
     try:
         cfg = build_config(RedTeamConfig, config, overrides)
         if offensive_label is not None:

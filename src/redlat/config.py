@@ -73,12 +73,78 @@ class FewShotSettings(_Frozen):
     temperature: float = Field(default=0.1, gt=0.0, description="T in exp(score / T); lower favours failures more")
 
 
+class LoraSettings(_Frozen):
+    """Low-rank adapters (peft) instead of full fine-tuning; merged into the saved model."""
+
+    enabled: bool = Field(default=False, description="train LoRA adapters instead of all weights")
+    r: int = Field(default=16, ge=1, description="adapter rank")
+    alpha: int = Field(default=32, ge=1, description="adapter scaling numerator (lora_alpha)")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout on the adapter input")
+    target_modules: str | tuple[str, ...] = Field(
+        default="all-linear", description="module names to adapt, or 'all-linear'"
+    )
+
+
+class SupervisedSettings(_Frozen):
+    """Supervised red LM: maximum likelihood on the pool's failing test cases, in the zero-shot prompt format."""
+
+    select_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="train on pool cases scoring above this; default: the pool run's"
+    )
+    top: int | None = Field(
+        default=None, ge=1, description="instead: train on the pool's `top` highest-scoring cases"
+    )
+    min_cases: int = Field(default=10, ge=2, description="refuse to train on fewer selected cases than this")
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5, description="held out for the validation loss")
+    epochs: float = Field(default=1.0, gt=0.0, description="passes over the training cases")
+    learning_rate: float = Field(default=2e-5, gt=0.0, description="peak learning rate (linear decay)")
+    batch_size: int = Field(default=8, ge=1, description="cases per optimizer step")
+    lora: LoraSettings = LoraSettings()
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> SupervisedSettings:
+        if self.top is not None and self.select_threshold is not None:
+            raise ValueError("give either a selection threshold or --train-top, not both")
+        return self
+
+
+class RLSettings(_Frozen):
+    """RL red LM: policy gradient (TRL's GRPO) on R = -log(1 - r(x, y)), with a KL penalty to the start model."""
+
+    steps: int = Field(default=100, ge=1, description="optimizer steps")
+    kl_coef: float = Field(default=0.1, ge=0.0, description="strength of the KL penalty toward the start model")
+    learning_rate: float = Field(default=1e-4, gt=0.0, description="learning rate (constant; LoRA by default)")
+    batch_size: int = Field(default=16, ge=2, description="test cases sampled per step")
+    group_size: int = Field(default=8, ge=2, description="samples per group whose rewards are compared")
+    max_new_tokens: int = Field(default=24, ge=1, description="tokens per sampled test case")
+    invalid_reward: float = Field(default=-1.0, description="reward of a sample that holds no question")
+    save_steps: int = Field(default=10, ge=1, description="checkpoint every this many steps")
+    lora: LoraSettings = LoraSettings(enabled=True, r=16, alpha=32)
+
+    @model_validator(mode="after")
+    def _groups_fit(self) -> RLSettings:
+        if self.batch_size % self.group_size:
+            raise ValueError(f"batch_size ({self.batch_size}) must be a multiple of group_size ({self.group_size})")
+        return self
+
+
+TRAINED_METHODS = ("supervised", "rl")
+POOL_METHODS = ("few-shot", "supervised")
+
+
 class RedTeamConfig(_Frozen):
     """Everything that determines a `redlat redteam` run. Stored, resolved, in every run directory."""
 
-    method: Literal["zero-shot", "few-shot"] = Field(default="zero-shot", description="test-case generator")
-    from_run: str | None = Field(default=None, description="few-shot: the run directory whose test cases are the pool")
+    method: Literal["zero-shot", "few-shot", "supervised", "rl"] = Field(
+        default="zero-shot", description="test-case generator"
+    )
+    from_run: str | None = Field(
+        default=None,
+        description="few-shot, supervised: the pool run; rl: the run whose trained red LM to start from",
+    )
     few_shot: FewShotSettings = FewShotSettings()
+    supervised: SupervisedSettings = SupervisedSettings()
+    rl: RLSettings = RLSettings()
     n: int = Field(default=200, description="valid, unique test cases to find")
     max_samples: int | None = Field(default=None, description="cap on samples drawn; default 4 * n")
     red: str = Field(default=OFFLINE_RED, description="red LM: offline name, hub id or local path")
@@ -133,10 +199,10 @@ class RedTeamConfig(_Frozen):
 
     @model_validator(mode="after")
     def _pool_for_few_shot(self) -> RedTeamConfig:
-        if self.method == "few-shot" and self.from_run is None:
-            raise ValueError("few-shot needs a pool: give --from RUN_DIR, a zero-shot run directory")
+        if self.method in POOL_METHODS and self.from_run is None:
+            raise ValueError(f"{self.method} needs a pool: give --from RUN_DIR, a zero-shot run directory")
         if self.method == "zero-shot" and self.from_run is not None:
-            raise ValueError("--from is for few-shot; zero-shot needs no pool")
+            raise ValueError("--from is for few-shot, supervised and rl; zero-shot needs no pool")
         return self
 
     @property
@@ -148,8 +214,15 @@ class RedTeamConfig(_Frozen):
         return self.classifiers[0]
 
     def identity(self) -> dict[str, Any]:
-        """The settings that determine results: resuming requires these to be equal."""
-        return self.model_dump(mode="json")
+        """The settings that determine results: resuming requires these to be equal.
+
+        The training settings of the supervised and RL methods belong to those methods' runs only.
+        """
+        data = self.model_dump(mode="json")
+        for method in TRAINED_METHODS:
+            if self.method != method:
+                data.pop(method, None)
+        return data
 
     def fingerprint(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True)

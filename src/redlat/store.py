@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS scores (
     score REAL NOT NULL,
     PRIMARY KEY (attempt_idx, classifier, label)
 );
+CREATE TABLE IF NOT EXISTS training_steps (
+    phase TEXT NOT NULL,           -- supervised | rl
+    step INTEGER NOT NULL,         -- optimizer step (0: before training)
+    metrics TEXT NOT NULL,         -- JSON: losses; for RL mean reward, KL, offensive rate, self-BLEU
+    samples TEXT NOT NULL DEFAULT '[]',  -- JSON: a few test cases with replies and rewards
+    logged_at REAL NOT NULL,
+    PRIMARY KEY (phase, step)
+);
 CREATE INDEX IF NOT EXISTS attempts_by_score ON attempts(score DESC);
 """
 
@@ -277,6 +285,48 @@ class RunStore:
                 ],
             )
             self._db.execute("UPDATE run SET updated_at=?", (time.time(),))
+
+    # -- training (supervised and RL red LMs) ---------------------------------------------------------------
+
+    def log_training_step(
+        self, phase: str, step: int, metrics: dict[str, Any], samples: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Record one optimizer step. A step replayed after a resume replaces its first record."""
+        with self._transaction():
+            existing = self._db.execute(
+                "SELECT metrics, samples FROM training_steps WHERE phase=? AND step=?", (phase, step)
+            ).fetchone()
+            if existing is not None:  # the same step, logged in parts (the reward first, then the trainer's log)
+                metrics = {**json.loads(existing[0]), **metrics}
+                samples = samples or json.loads(existing[1])
+            self._db.execute(
+                "INSERT OR REPLACE INTO training_steps VALUES (?, ?, ?, ?, ?)",
+                (phase, step, json.dumps(metrics), json.dumps(list(samples)), time.time()),
+            )
+
+    def forget_training_steps_after(self, phase: str, step: int) -> None:
+        """Drop records past a checkpoint that a resumed run is about to redo."""
+        with self._transaction():
+            self._db.execute("DELETE FROM training_steps WHERE phase=? AND step>?", (phase, step))
+
+    def training_steps(self, phase: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT phase, step, metrics, samples FROM training_steps"
+        params: tuple[str, ...] = ()
+        if phase is not None:
+            sql += " WHERE phase=?"
+            params = (phase,)
+        return [
+            {"phase": row[0], "step": row[1], **json.loads(row[2]), "samples": json.loads(row[3])}
+            for row in self._db.execute(sql + " ORDER BY phase, step", params)
+        ]
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     # -- reading ---------------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ class Pool:
     run_id: str
     run_dir: str
     cases: tuple[PoolCase, ...]
+    threshold: float = 0.5  # the pool run's own offensive threshold
 
 
 def load_pool(run_dir: str | Path) -> Pool:
@@ -44,7 +45,7 @@ def load_pool(run_dir: str | Path) -> Pool:
         raise ConfigError(f"--from {run_dir}: {exc}") from exc
     if not cases:
         raise ConfigError(f"--from {run_dir}: that run has no test cases to draw few-shot examples from")
-    return Pool(run_id=info.run_id, run_dir=str(run_dir), cases=cases)
+    return Pool(run_id=info.run_id, run_dir=str(run_dir), cases=cases, threshold=float(info.config["threshold"]))
 
 
 def weighted_sample(weights_log: list[float], k: int, rng: random.Random) -> list[int]:

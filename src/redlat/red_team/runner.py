@@ -13,14 +13,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat import provenance
-from redlat.config import RedTeamConfig
-from redlat.errors import RunDirMismatchError
+from redlat.config import TRAINED_METHODS, RedTeamConfig
+from redlat.errors import ConfigError, RunDirMismatchError
 from redlat.generation import Sampler, SamplingSettings, derive_seed
 from redlat.records import Attempt, Sample
 from redlat.red_team.zero_shot import ZeroShot, extract_test_case
@@ -74,8 +74,11 @@ def default_run_dir(cfg: RedTeamConfig, root: Path = Path("runs")) -> Path:
     return root / f"{cfg.method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def load_components(cfg: RedTeamConfig) -> Components:
-    """Load the red LM, the target (shared with the red LM when they are the same model) and the scorers."""
+def load_components(cfg: RedTeamConfig, *, red: str | None = None) -> Components:
+    """Load the red LM (`red`, default cfg.red), the target and the scorers.
+
+    The target shares the red LM's weights when they are the same model, except for methods that train the red LM.
+    """
     from redlat.chatbot import Chatbot
     from redlat.models.causal_lm import load_causal_lm
     from redlat.scoring import load_scorer
@@ -85,14 +88,16 @@ def load_components(cfg: RedTeamConfig) -> Components:
         from redlat.chatbot import load_dialogue_prompt
 
         load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
-    red = load_causal_lm(cfg.red, device=cfg.device, dtype=cfg.dtype)
-    target = red if cfg.target == cfg.red else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
+    red_name = red if red is not None else cfg.red
+    red_lm = load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype)
+    shared = red_name == cfg.target and cfg.method not in TRAINED_METHODS
+    target = red_lm if shared else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
     chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation)
     scorers = [
-        load_scorer(spec.name, label=spec.label, device=str(red.device), batch_size=cfg.classifier_batch_size)
+        load_scorer(spec.name, label=spec.label, device=str(red_lm.device), batch_size=cfg.classifier_batch_size)
         for spec in cfg.classifiers
     ]
-    return Components(red=red, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
+    return Components(red=red_lm, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
 
 
 def check_resumable(run_dir: Path, cfg: RedTeamConfig) -> bool:
@@ -141,11 +146,16 @@ def redteam(
                 log.info("%s is already complete; nothing to do", run_dir)
                 return RunResult(run_dir=run_dir, resumed=True, summary=summarize(store))
     method = make_method(cfg)  # a bad --from fails here, before any model is loaded
+    plan = TrainingPlan.make(cfg, run_dir) if cfg.method in TRAINED_METHODS else None  # so do too few cases
     if components is None:
-        components = load_components(cfg)
+        components = load_components(cfg, red=plan.first_red if plan else None)
+    elif plan is not None and components.red.model is components.chatbot.lm.model:
+        components = replace(components, red=_separate_copy(components.red))  # training must not touch the target
     prov = provenance.collect(components.describe())
     if method.name == "few-shot":
         prov["pool"] = {"run_id": method.pool.run_id, "run_dir": method.pool.run_dir, "size": len(method.pool.cases)}
+    if plan is not None:
+        prov["training_plan"] = plan.describe()
     prov["generation"] = {  # every decoding setting, including those implied rather than configured
         "red": red_sampling_settings(cfg).to_dict(),
         "target": components.chatbot.settings.to_dict(),
@@ -165,12 +175,14 @@ def redteam(
             )
         if on_start is not None:
             on_start(run_dir, resumed)
+        if plan is not None:
+            components = plan.trained_components(store, components, progress=progress is not None)
         _RoundLoop(cfg, store, components, method, progress).run()
         return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
 
 
 def make_method(cfg: RedTeamConfig) -> ZeroShot | FewShot:
-    """The test-case generator the config names."""
+    """The test-case generator the config names. The trained methods write test cases zero-shot, with their red LM."""
     if cfg.method == "few-shot":
         from redlat.red_team.few_shot import FewShot, load_pool
 
@@ -178,6 +190,130 @@ def make_method(cfg: RedTeamConfig) -> ZeroShot | FewShot:
         pool = load_pool(cfg.from_run)
         return FewShot(cfg.red_generation.prompt, pool, k=cfg.few_shot.k, temperature=cfg.few_shot.temperature)
     return ZeroShot(cfg.red_generation.prompt)
+
+
+def _separate_copy(lm: LoadedLM) -> LoadedLM:
+    import copy
+
+    return replace(lm, model=copy.deepcopy(lm.model), tokenizer=copy.deepcopy(lm.tokenizer))
+
+
+@dataclass
+class TrainingPlan:
+    """How a supervised or RL run gets its red LM: what to start from, what to train on, where to save it."""
+
+    cfg: RedTeamConfig
+    run_dir: Path
+    start_model: str  # what training starts from: a name, hub id or directory
+    cases: Any = None  # supervised: the selected TrainingCases
+
+    @classmethod
+    def make(cls, cfg: RedTeamConfig, run_dir: Path) -> TrainingPlan:
+        if cfg.method == "supervised":
+            from redlat.red_team.few_shot import load_pool
+            from redlat.red_team.supervised import select_cases
+
+            assert cfg.from_run is not None
+            pool = load_pool(cfg.from_run)
+            return cls(cfg, run_dir, cfg.red, select_cases(pool, cfg.supervised, cfg.seed))
+        return cls(cfg, run_dir, rl_start_model(cfg))
+
+    @property
+    def red_dir(self) -> Path:
+        from redlat.red_team.training import red_model_dir
+
+        return red_model_dir(self.run_dir)
+
+    @property
+    def trained(self) -> bool:
+        from redlat.red_team.training import is_complete_model_dir
+
+        return is_complete_model_dir(self.red_dir)
+
+    @property
+    def first_red(self) -> str:
+        """The red LM to load: the trained one if training already finished (a resumed run), else the start."""
+        return str(self.red_dir) if self.trained else self.start_model
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.cfg.method, "start_model": self.start_model, "from": self.cfg.from_run}
+        if self.cases is not None:
+            out.update(
+                selection=self.cases.rule, n_train=len(self.cases.train), n_validation=len(self.cases.validation)
+            )
+        return out
+
+    def trained_components(self, store: RunStore, parts: Components, *, progress: bool) -> Components:
+        """Train the red LM unless that is done, then return the components with the trained red LM in place."""
+        from redlat.models.causal_lm import load_causal_lm
+
+        if not self.trained:
+            info = self._train(store, parts, progress)
+            store.set_meta("training", info)
+        already = parts.red.source == str(self.red_dir) or parts.red.name == str(self.red_dir)
+        trained = (
+            parts.red if already else load_causal_lm(str(self.red_dir), device=self.cfg.device, dtype=self.cfg.dtype)
+        )
+        store.set_meta("trained_red", trained.describe())
+        return replace(parts, red=trained)
+
+    def _train(self, store: RunStore, parts: Components, progress: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.method == "supervised":
+            from redlat.red_team.supervised import train_supervised
+
+            return train_supervised(
+                parts.red,
+                self.cases,
+                cfg.supervised,
+                prompt=cfg.red_generation.prompt,
+                out_dir=self.red_dir,
+                store=store,
+                seed=cfg.seed,
+                progress=progress,
+            )
+        from redlat.red_team.rl import CHECKPOINT_DIR, OffensivenessReward, train_rl
+
+        reward = OffensivenessReward(
+            parts.chatbot,
+            parts.scorers[0],
+            threshold=cfg.threshold,
+            invalid_reward=cfg.rl.invalid_reward,
+            seed=cfg.seed,
+        )
+        return train_rl(
+            parts.red,
+            reward,
+            cfg.rl,
+            prompt=cfg.red_generation.prompt,
+            out_dir=self.red_dir,
+            checkpoint_dir=self.run_dir / CHECKPOINT_DIR,
+            store=store,
+            seed=cfg.seed,
+            progress=progress,
+            start_name=self.start_model,
+        )
+
+
+def rl_start_model(cfg: RedTeamConfig) -> str:
+    """--from a supervised (or RL) run: its trained red LM; --from a run without one: that run's red LM;
+    --from a model directory: that model; no --from: --red."""
+    from redlat.red_team.training import is_complete_model_dir, red_model_dir
+
+    if cfg.from_run is None:
+        return cfg.red
+    source = Path(cfg.from_run)
+    if is_complete_model_dir(red_model_dir(source)):
+        return str(red_model_dir(source))
+    if (source / DB_NAME).exists():
+        with RunStore(source) as store:
+            return str(store.run_info().config["red"])
+    if (source / "config.json").exists() and not (source / DB_NAME).exists() and any(source.glob("*.safetensors")):
+        return str(source)
+    raise ConfigError(
+        f"--from {source}: not a redlat run directory (no {DB_NAME}) nor a model directory; give a supervised run "
+        "to start RL from its trained red LM, or leave out --from and name the start model with --red"
+    )
 
 
 def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:

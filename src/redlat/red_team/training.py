@@ -1,0 +1,131 @@
+"""What the supervised and RL red LMs share: LoRA settings for peft, Trainer arguments, logging steps to the run
+store, and saving the trained red LM into the run directory in one atomic step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from redlat.atomic import install_dir_atomically
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from redlat.config import LoraSettings
+    from redlat.store import RunStore
+
+RED_MODEL_DIR = "red_model"  # the trained red LM, inside the run directory
+TRAINING_INFO = "training.json"  # written inside RED_MODEL_DIR: what it was trained on and how
+
+
+def red_model_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / RED_MODEL_DIR
+
+
+def is_complete_model_dir(directory: Path) -> bool:
+    return (directory / TRAINING_INFO).exists() and any(directory.glob("*.safetensors"))
+
+
+def lora_config(settings: LoraSettings) -> Any:
+    """A peft LoraConfig for a causal LM, or None for full fine-tuning."""
+    if not settings.enabled:
+        return None
+    from peft import LoraConfig
+
+    targets = settings.target_modules
+    return LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def common_arguments(*, device: str, seed: int, progress: bool, output_dir: Path) -> dict[str, Any]:
+    """Trainer arguments every redlat training run uses: seeded, no external loggers, our own checkpoints."""
+    return {
+        "output_dir": str(output_dir),
+        "seed": seed,
+        "data_seed": seed,
+        "use_cpu": device == "cpu",
+        "bf16": False,
+        "fp16": False,
+        "report_to": [],
+        "disable_tqdm": True,  # our own bar (progress_bar) shows the step and the figures that matter
+        "logging_steps": 1,
+        "activation_checkpointing": False,
+        "dataloader_num_workers": 0,
+    }
+
+
+def store_logger(store: RunStore, phase: str, keys: dict[str, str]) -> Any:
+    """A transformers TrainerCallback that writes the trainer's per-step log into the store's training_steps."""
+    from transformers import TrainerCallback
+
+    class _StoreLogger(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+            if not logs:
+                return
+            picked = {ours: float(logs[theirs]) for theirs, ours in keys.items() if theirs in logs}
+            if picked:
+                store.log_training_step(phase, int(state.global_step), picked)
+
+    return _StoreLogger()
+
+
+def quiet(trainer: Any) -> Any:
+    """Stop the trainer printing its log dictionaries: the store keeps them and our bar shows the main ones."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer
+
+
+def progress_bar(desc: str, show: dict[str, str]) -> Any:
+    """A TrainerCallback drawing one tqdm bar over the optimizer steps, with chosen log values as its postfix."""
+    import sys
+
+    from transformers import TrainerCallback
+
+    class _Bar(TrainerCallback):
+        bar: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=state.max_steps, initial=state.global_step, desc=desc, unit="step", file=sys.stderr
+            )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+            values = {short: f"{logs[key]:.3g}" for key, short in show.items() if logs and key in logs}
+            if self.bar is not None and values:
+                self.bar.set_postfix(values, refresh=False)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return _Bar()
+
+
+def save_red_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path, info: dict[str, Any]
+) -> None:
+    """Merge LoRA adapters if there are any, and install model, tokenizer and training info at `target` atomically."""
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+    def build(tmp: Path) -> None:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / TRAINING_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+    install_dir_atomically(target, build, is_complete=is_complete_model_dir, replace=True)
