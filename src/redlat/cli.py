@@ -206,6 +206,10 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # never transformers' loading bars: ours is the one to watch, or none
+    if cfg.method in ("supervised", "rl"):
+        import datasets
+
+        datasets.disable_progress_bars()  # nor the dataset preparation bars of the trainers
     if progress:
         typer.echo(f"loading {safe_text(cfg.red)}, {safe_text(cfg.target)} and the classifiers ...", err=True)
 
@@ -251,6 +255,39 @@ def summary(
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         render_summary(result)
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories made by `redlat redteam`")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="write the difficulty-vs-diversity plot here (.png, .svg or .pdf)")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="count offensive replies at this threshold [each run's]")
+    ] = None,
+    score_test_cases: Annotated[
+        bool, typer.Option(help="score the test cases themselves with each run's deciding classifier")
+    ] = True,
+) -> None:
+    """Compare runs side by side: % offensive replies with a 95% interval, self-BLEU, distinct-n, length."""
+    from redlat.compare import compare_runs, plot_comparison
+    from redlat.display import render_comparison
+
+    try:
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise RedlatError(f"--threshold must lie in [0, 1] (got {threshold})")
+        rows = compare_runs(run_dirs, threshold=threshold, score_test_cases=score_test_cases)
+        written = plot_comparison(rows, plot) if plot is not None else None
+    except RedlatError as exc:
+        _fail(str(exc), exc.exit_code)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        render_comparison(rows)
+    if written is not None:
+        typer.echo(f"plot written to {written}", err=True)
 
 
 @app.command()

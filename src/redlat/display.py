@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 
@@ -62,6 +63,8 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
         ),
         ("stopped", stop),
     ]
+    if summary.get("training_brief"):
+        rows.insert(2, ("red LM trained", f"{summary['method']}: {summary['training_brief']}"))
     for key, value in rows:
         head.add_row(Text(key), Text(safe_text(str(value))))
     console.print(head)
@@ -80,3 +83,52 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
             )
         console.print(table)
     console.print(Text(f"stored in {safe_text(summary['run_dir'])}"))
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def render_comparison(rows: list[dict[str, Any]], *, console: Any = None) -> None:
+    """The `redlat compare` table: one row per run."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if console is None:
+        console = Console()
+        console.width = max(console.width, 110)  # ten columns: wider than 80 even when piped
+    table = Table(title="Red-team runs compared", title_justify="left")
+    for name, justify in [
+        ("run", "left"),
+        ("method", "left"),
+        ("n", "right"),
+        ("% off.", "right"),
+        ("95% CI", "right"),
+        ("self-BLEU", "right"),
+        ("dist-1", "right"),
+        ("dist-2", "right"),
+        ("words", "right"),
+        ("% cases off.", "right"),
+    ]:
+        table.add_column(name, justify=justify, no_wrap=name != "run")  # type: ignore[arg-type]
+    for row in rows:
+        low, high = row["offensive_rate_ci95"]
+        rate = row["offensive_rate"]
+        table.add_row(
+            safe_text(Path(row["run_dir"]).name),
+            row["method"],
+            str(row["n"]),
+            "–" if rate is None else f"{100 * rate:.1f}",
+            f"{100 * low:.1f}–{100 * high:.1f}",
+            _fmt(row["self_bleu"], ".1f"),
+            _fmt(row["distinct_1"]),
+            _fmt(row["distinct_2"]),
+            _fmt(row["mean_length_words"], ".1f"),
+            "–" if row["test_cases_offensive_rate"] is None else f"{100 * row['test_cases_offensive_rate']:.1f}",
+        )
+    console.print(table)
+    console.print("% off.: replies scored offensive; self-BLEU 0-100, lower is more diverse; dist-n: distinct n-grams"
+                  " / all n-grams; % cases off.: test cases that are offensive themselves", markup=False)
+    for row in rows:
+        if row.get("training"):
+            console.print(f"{safe_text(row['run_dir'])}: red LM trained on {safe_text(row['training'])}", markup=False)

@@ -30,6 +30,7 @@ def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10)
     thr = float(cfg["threshold"]) if threshold is None else threshold
     counts = store.counts()
     attempts = list(store.attempts(order="score"))
+    training = store.get_meta("training")
     n_offensive = sum(a.score > thr for a in attempts)
     low, high = wilson_interval(n_offensive, counts.n_unique)
     classifier = cfg["classifiers"][0]
@@ -58,6 +59,8 @@ def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10)
         "seed": info.seed,
         "git_commit": info.provenance.get("git", {}).get("commit"),
         "timings": info.timings,
+        "training": training,
+        "training_brief": training_brief(training),
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]
@@ -68,3 +71,17 @@ def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10)
 def _deciding_label(prov: dict[str, Any], spec: dict[str, Any]) -> str | None:
     classifiers = prov.get("models", {}).get("classifiers", [])
     return classifiers[0].get("label") if classifiers else spec.get("label")
+
+
+def training_brief(training: dict[str, Any] | None) -> str | None:
+    """One line on how a supervised or RL run's red LM was trained (None for other runs)."""
+    if not training:
+        return None
+    if training.get("method") == "supervised":
+        before = training.get("loss_before", {}).get("validation")
+        after = training.get("loss_after", {}).get("validation")
+        loss = f"; validation loss {before:.3f} -> {after:.3f}" if before is not None and after is not None else ""
+        return f"{training.get('selection')}{loss}"
+    first, last = training.get("mean_reward_first_10"), training.get("mean_reward_last_10")
+    curve = f"; mean reward {first:.3f} (first 10) -> {last:.3f} (last 10)" if first is not None else ""
+    return f"{training.get('steps')} {training.get('algorithm', 'RL')} steps{curve}"

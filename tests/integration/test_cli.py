@@ -218,3 +218,60 @@ def test_few_shot_needs_a_real_pool(questioner_path, tmp_path):
                                    "--from", str(tmp_path / "nothing-here")))
     assert result.returncode != 0 and "not a redlat run directory" in result.stderr
     assert not run.exists()
+
+
+def test_four_methods_in_sequence_then_compare(questioner_path, tmp_path):
+    zs, fs, sl, rl = (tmp_path / name for name in ("zs", "fs", "sl", "rl"))
+    assert redlat(*_redteam_args(questioner_path, zs, 20, "--no-progress")).returncode == 0
+    assert redlat(*_redteam_args(questioner_path, fs, 6, "--no-progress", "--method", "few-shot",
+                                 "--from", str(zs))).returncode == 0
+    result = redlat(*_redteam_args(questioner_path, sl, 6, "--no-progress", "--method", "supervised",
+                                   "--from", str(zs), "--train-top", "10", "--lora"))
+    assert result.returncode == 0, result.stderr
+    assert (sl / "red_model" / "training.json").exists()
+    result = redlat(*_redteam_args(questioner_path, rl, 6, "--no-progress", "--json", "--method", "rl",
+                                   "--from", str(sl), "--rl-steps", "2", "--rl-batch-size", "8",
+                                   "--group-size", "4", "--kl-coef", "0.05"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["method"] == "rl"
+    with sqlite3.connect(rl / "run.sqlite") as db:
+        assert [row[0] for row in db.execute("SELECT step FROM training_steps WHERE phase='rl'")] == [1, 2]
+        start = json.loads(db.execute("SELECT provenance FROM run").fetchone()[0])["training_plan"]["start_model"]
+    assert start == str(sl / "red_model")
+
+    plot = tmp_path / "figure2.png"
+    result = redlat("compare", str(zs), str(fs), str(sl), str(rl), "--json", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["method"] for r in rows] == ["zero-shot", "few-shot", "supervised", "rl"]
+    assert [r["n"] for r in rows] == [20, 6, 6, 6]
+    assert all(r["self_bleu"] is not None and r["test_cases_offensive_rate"] is not None for r in rows)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    table = redlat("compare", str(zs), str(rl))
+    assert table.returncode == 0 and "self-BLEU" in table.stdout and "rl" in table.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--method", "supervised"], "needs a pool"),
+    (["--method", "supervised", "--from", "ZS", "--train-top", "500"], "at least 10 test cases"),
+    (["--method", "supervised", "--from", "ZS", "--train-threshold", "0.99"], "--train-top N"),
+    (["--lora"], "--method supervised or rl"),
+    (["--method", "rl", "--rl-batch-size", "6", "--group-size", "4"], "multiple of group_size"),
+    (["--method", "rl", "--from", "NOWHERE"], "not a redlat run directory"),
+])
+def test_bad_training_input_is_a_clear_error(questioner_path, tmp_path, args, needle):
+    from synthetic_runs import write_run
+
+    write_run(tmp_path / "zs", ["a?", "b?", "c?"], [0.9, 0.1, 0.2])
+    args = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("ZS", str(tmp_path / "zs")) for a in args]
+    run = tmp_path / "run"
+    result = redlat(*_redteam_args(questioner_path, run, 4, "--no-progress", *args))
+    assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr
+    assert not run.exists()
+
+
+def test_compare_bad_input(tmp_path):
+    result = redlat("compare", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "not a redlat run directory" in result.stderr
+    result = redlat("compare")
+    assert result.returncode != 0

@@ -159,3 +159,17 @@ def test_main_prints_the_report_and_json(
     assert report["pipeline"]["cases"] == 2 and report["naive"]["cases"] == 1
     assert report["model"]["random_weights"] is False
     assert any(line.startswith("test cases/s") for line in out)
+
+
+def test_bench_methods_runs_all_four_methods(questioner_chat_path):
+    """benchmarks/bench_methods.py end to end on the tiny questioner (code paths only; no timing assertions)."""
+    spec = importlib.util.spec_from_file_location("bench_methods", SCRIPT.parent / "bench_methods.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.main(["--n", "6", "--rl-steps", "1", "--train-top", "6", "--red", str(questioner_chat_path),
+                       "--target", str(questioner_chat_path), "--classifier", "profanity", "--bleu-cases", "50"])
+    assert [row["method"] for row in out["methods"]] == ["zero-shot", "few-shot", "supervised", "rl"]
+    assert all(row["n"] == 6 for row in out["methods"])
+    assert out["methods"][2]["train_seconds"] > 0 and out["methods"][3]["train_steps"] == 1
+    assert out["self_bleu"]["speedup"] > 0

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat.generation import derive_seed
-from redlat.red_team.training import common_arguments, lora_config, progress_bar, quiet, save_red_model
+from redlat.red_team.training import (
+    common_arguments,
+    known_warnings_hidden,
+    lora_config,
+    progress_bar,
+    quiet,
+    save_red_model,
+)
 from redlat.red_team.zero_shot import extract_test_case
 
 if TYPE_CHECKING:
@@ -105,6 +112,7 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return Path(found) if found else None
 
 
+@known_warnings_hidden()
 def train_rl(
     start: LoadedLM,
     reward: RewardFn,

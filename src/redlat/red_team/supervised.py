@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat.errors import ConfigError
-from redlat.red_team.training import common_arguments, lora_config, progress_bar, quiet, save_red_model, store_logger
+from redlat.red_team.training import (
+    common_arguments,
+    known_warnings_hidden,
+    lora_config,
+    progress_bar,
+    quiet,
+    save_red_model,
+    store_logger,
+)
 
 if TYPE_CHECKING:
     from redlat.config import SupervisedSettings
@@ -49,8 +57,8 @@ def select_cases(pool: Pool, settings: SupervisedSettings, seed: int) -> Trainin
         rule = f"the {len(chosen)} of {len(ranked)} pool cases whose replies scored above {threshold:g}"
     if len(chosen) < settings.min_cases:
         raise ConfigError(
-            f"supervised training needs at least {settings.min_cases} test cases, but the pool {pool.run_dir} has "
-            f"{rule.removeprefix('the ')}. Lower the bar with --train-threshold, train on the best cases with "
+            f"supervised training needs at least {settings.min_cases} test cases, but the pool {pool.run_dir} "
+            f"gives {len(chosen)}: {rule}. Lower the bar with --train-threshold, train on the best cases with "
             "--train-top N, or make a larger pool (a zero-shot run with a larger --n)"
         )
     cases = [case.test_case for case in chosen]
@@ -73,6 +81,7 @@ def as_dataset(prompt: str, cases: tuple[str, ...]) -> Any:
     return Dataset.from_dict({"prompt": [prompt] * len(cases), "completion": [f" {case}\n" for case in cases]})
 
 
+@known_warnings_hidden()
 def train_supervised(
     start: LoadedLM,
     cases: TrainingCases,

@@ -3,7 +3,10 @@ store, and saving the trained red LM into the run directory in one atomic step."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +76,15 @@ def store_logger(store: RunStore, phase: str, keys: dict[str, str]) -> Any:
                 store.log_training_step(phase, int(state.global_step), picked)
 
     return _StoreLogger()
+
+
+@contextlib.contextmanager
+def known_warnings_hidden() -> Iterator[None]:
+    """Hide deprecation chatter that TRL/peft trigger inside transformers and that a user can do nothing about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*", category=UserWarning)
+        yield
 
 
 def quiet(trainer: Any) -> Any:

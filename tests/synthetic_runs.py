@@ -1,0 +1,35 @@
+"""Run directories written straight through the store, with chosen test cases and scores (no models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from redlat.config import RedTeamConfig
+from redlat.records import Attempt, Sample
+from redlat.store import RunStore
+
+
+def write_run(
+    run_dir: Path,
+    cases: list[str],
+    scores: list[float],
+    *,
+    method: str = "zero-shot",
+    classifier: str = "rude-words",
+    training: dict | None = None,
+) -> Path:
+    extra = {"from_run": "pool"} if method in ("few-shot", "supervised") else {}
+    cfg = RedTeamConfig(method=method, n=max(len(cases), 1), classifiers=[{"name": classifier}], **extra)
+    with RunStore(run_dir, create=True) as store:
+        store.start_run(run_id=f"id-{run_dir.name}", command="redteam", method=method, config=cfg.identity(),
+                        fingerprint=cfg.fingerprint(), seed=0, provenance={})
+        samples = [Sample(i, 0, f" {c}", c, False) for i, c in enumerate(cases)]
+        attempts = [Attempt(index=i, run_id=f"id-{run_dir.name}", method=method, round=0, sample_index=i,
+                            test_case=c, reply=f"reply {i}", score=s, offensive=s > 0.5,
+                            scores={classifier: {"rude": s}})
+                    for i, (c, s) in enumerate(zip(cases, scores, strict=True))]
+        store.write_round(0, samples, attempts, 0.0)
+        store.finish_run("reached_n", {})
+        if training is not None:
+            store.set_meta("training", training)
+    return run_dir
