@@ -22,6 +22,15 @@ _EXPORTS = {
     "RedGeneration": "redlat.config",
     "TargetGeneration": "redlat.config",
     "ChatbotConfig": "redlat.config",
+    "FewShotSettings": "redlat.config",
+    "SupervisedSettings": "redlat.config",
+    "RLSettings": "redlat.config",
+    "LoraSettings": "redlat.config",
+    "compare_runs": "redlat.compare",
+    "plot_comparison": "redlat.compare",
+    "self_bleu": "redlat.diversity",
+    "distinct_n": "redlat.diversity",
+    "OffensivenessReward": "redlat.red_team.rl",
     "build_config": "redlat.config",
     "redteam": "redlat.red_team.runner",
     "load_components": "redlat.red_team.runner",
@@ -42,18 +51,25 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from redlat.api import summarize_run
     from redlat.chatbot import Chatbot
+    from redlat.compare import compare_runs, plot_comparison
     from redlat.config import (
         ChatbotConfig,
         ClassifierSpec,
+        FewShotSettings,
+        LoraSettings,
         RedGeneration,
         RedTeamConfig,
+        RLSettings,
+        SupervisedSettings,
         TargetGeneration,
         build_config,
     )
+    from redlat.diversity import distinct_n, self_bleu
     from redlat.errors import RedlatError
     from redlat.export import export_run
     from redlat.models.causal_lm import load_causal_lm
     from redlat.records import Attempt
+    from redlat.red_team.rl import OffensivenessReward
     from redlat.red_team.runner import Components, RunResult, load_components, redteam
     from redlat.scoring import load_scorer
     from redlat.store import RunStore
