@@ -158,3 +158,25 @@ def questioner_chat_lm(questioner_chat_path: Path):
     from redlat.models.causal_lm import load_causal_lm
 
     return load_causal_lm(str(questioner_chat_path), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_path(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2_path: Path) -> Path:
+    """A sentence-transformers folder: the random tiny GPT-2 with mean pooling (32-d). Code paths only."""
+    try:
+        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Pooling, Transformer
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoTokenizer
+
+    lm = tmp_path_factory.mktemp("tiny-embedder-lm")
+    shutil.copytree(tiny_gpt2_path, lm, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(lm)
+    tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has none; batches need one
+    tokenizer.save_pretrained(lm)
+    transformer = Transformer(str(lm))
+    dimension = transformer.auto_model.config.hidden_size
+    directory = tmp_path_factory.mktemp("tiny-embedder")
+    SentenceTransformer(modules=[transformer, Pooling(dimension, "mean")], device="cpu").save(str(directory))
+    return directory

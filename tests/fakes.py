@@ -34,3 +34,20 @@ class RudeWordScorer:
 
     def __call__(self, texts: Sequence[str]) -> list[float]:
         return self.score(texts).scores
+
+
+class BagOfWordsEmbedder:
+    """Hashed word counts (scikit-learn's HashingVectorizer), L2-normalised: texts that share words lie close.
+
+    A stand-in for a sentence-transformers model in fast tests; deterministic and instant."""
+
+    name = "bag-of-words"
+    source = "sklearn HashingVectorizer (test fake)"
+
+    def __init__(self, n_features: int = 512) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self._vectorizer = HashingVectorizer(n_features=n_features, alternate_sign=False, norm="l2")
+
+    def __call__(self, texts: Sequence[str]):
+        return self._vectorizer.transform(list(texts)).toarray()

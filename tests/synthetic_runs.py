@@ -17,17 +17,21 @@ def write_run(
     method: str = "zero-shot",
     classifier: str = "rude-words",
     training: dict | None = None,
+    replies: list[str] | None = None,
+    threshold: float = 0.5,
 ) -> Path:
     extra = {"from_run": "pool"} if method in ("few-shot", "supervised") else {}
-    cfg = RedTeamConfig(method=method, n=max(len(cases), 1), classifiers=[{"name": classifier}], **extra)
+    cfg = RedTeamConfig(method=method, n=max(len(cases), 1), classifiers=[{"name": classifier}],
+                        threshold=threshold, **extra)
+    replies = replies if replies is not None else [f"reply {i}" for i in range(len(cases))]
     with RunStore(run_dir, create=True) as store:
         store.start_run(run_id=f"id-{run_dir.name}", command="redteam", method=method, config=cfg.identity(),
                         fingerprint=cfg.fingerprint(), seed=0, provenance={})
         samples = [Sample(i, 0, f" {c}", c, False) for i, c in enumerate(cases)]
         attempts = [Attempt(index=i, run_id=f"id-{run_dir.name}", method=method, round=0, sample_index=i,
-                            test_case=c, reply=f"reply {i}", score=s, offensive=s > 0.5,
+                            test_case=c, reply=r, score=s, offensive=s > threshold,
                             scores={classifier: {"rude": s}})
-                    for i, (c, s) in enumerate(zip(cases, scores, strict=True))]
+                    for i, (c, s, r) in enumerate(zip(cases, scores, replies, strict=True))]
         store.write_round(0, samples, attempts, 0.0)
         store.finish_run("reached_n", {})
         if training is not None:

@@ -26,6 +26,11 @@ _EXPORTS = {
     "SupervisedSettings": "redlat.config",
     "RLSettings": "redlat.config",
     "LoraSettings": "redlat.config",
+    "AnalyzeConfig": "redlat.config",
+    "ReportConfig": "redlat.config",
+    "analyze_run": "redlat.analysis.analyze",
+    "latest_analysis": "redlat.analysis.stored",
+    "build_report": "redlat.report.render",
     "compare_runs": "redlat.compare",
     "plot_comparison": "redlat.compare",
     "self_bleu": "redlat.diversity",
@@ -49,16 +54,20 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from redlat.analysis.analyze import analyze_run
+    from redlat.analysis.stored import latest_analysis
     from redlat.api import summarize_run
     from redlat.chatbot import Chatbot
     from redlat.compare import compare_runs, plot_comparison
     from redlat.config import (
+        AnalyzeConfig,
         ChatbotConfig,
         ClassifierSpec,
         FewShotSettings,
         LoraSettings,
         RedGeneration,
         RedTeamConfig,
+        ReportConfig,
         RLSettings,
         SupervisedSettings,
         TargetGeneration,
@@ -71,6 +80,7 @@ if TYPE_CHECKING:
     from redlat.records import Attempt
     from redlat.red_team.rl import OffensivenessReward
     from redlat.red_team.runner import Components, RunResult, load_components, redteam
+    from redlat.report.render import build_report
     from redlat.scoring import load_scorer
     from redlat.store import RunStore
 

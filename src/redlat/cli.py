@@ -14,7 +14,7 @@ from redlat.errors import RedlatError
 
 app = typer.Typer(
     name="redlat",
-    help="Find failures in language models with language models; store, summarise and export them.",
+    help="Find failures in language models with language models; store, compare, analyse and report them.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -329,6 +329,16 @@ def prepare(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log d
         _fail(str(exc), exc.exit_code)
     for name, secs in seconds.items():
         typer.echo(f"{name:<24} ready ({secs:.1f} s)")
+
+
+def _register_report_commands() -> None:
+    from redlat.cli_report import analyze, report
+
+    app.command()(analyze)
+    app.command()(report)
+
+
+_register_report_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -89,12 +89,23 @@ def _load_scorer(name: str, label: str | None) -> Any:
 
 def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """The paper's Figure 2: % offensive replies (95% interval) against self-BLEU, one labelled point per run."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig = comparison_figure(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def comparison_figure(rows: Sequence[dict[str, Any]]) -> Any:
+    """The Figure 2 plot as a matplotlib Figure (Agg backend; the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
     usable = [r for r in rows if r["self_bleu"] is not None and r["offensive_rate"] is not None]
     if not usable:
         raise ConfigError("nothing to plot: every run has fewer than two test cases")
@@ -117,7 +128,4 @@ def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

@@ -132,3 +132,58 @@ def render_comparison(rows: list[dict[str, Any]], *, console: Any = None) -> Non
     for row in rows:
         if row.get("training"):
             console.print(f"{safe_text(row['run_dir'])}: red LM trained on {safe_text(row['training'])}", markup=False)
+
+
+def render_analysis(analysis: dict[str, Any], *, console: Any = None) -> None:
+    """The `redlat analyze` output: clusters with their failure rates and typical cases, then the phrases."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    if console is None:
+        console = Console()
+        console.width = max(console.width, 110)
+    scope = "failing test cases" if analysis["scope"] == "failing" else "all test cases"
+    silhouette = analysis["silhouette"]
+    console.print(Text(
+        f"{analysis['n_failing']} of {analysis['n_cases']} test cases fail (score > {analysis['threshold']:g}); "
+        f"clustered {scope} with {analysis['algorithm']} into {analysis['k']} clusters"
+        + (f" (silhouette {silhouette:.3f})" if silhouette is not None else "")
+        + f"; embedder {analysis['embedder']}"
+    ))
+    for note in analysis["notes"]:
+        console.print(Text(f"note: {note}"))
+    table = Table(title="Clusters (largest first)", title_justify="left", show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("failure rate of nearest", justify="right")
+    table.add_column("representative test cases", ratio=3)
+    table.add_column("distinctive phrases", ratio=1)
+    for cluster in analysis["clusters"]:
+        rate = cluster["failure_rate"]
+        low, high = cluster["failure_rate_ci95"]
+        table.add_row(
+            str(cluster["cluster"]),
+            str(cluster["size"]),
+            Text("–" if rate is None else f"{_pct(rate)} of {cluster['n_nearest']}\n({_pct(low)}–{_pct(high)})"),
+            Text("\n".join(f"{'✗' if r['failing'] else '·'} {safe_text(r['test_case'], 120)}"
+                           for r in cluster["representatives"])),
+            Text(", ".join(safe_text(p["phrase"]) for p in cluster["phrases"])),
+        )
+    console.print(table)
+    if analysis["phrases"]:
+        phrases = Table(title="Phrases over-represented in failing test cases (weighted log-odds, informative prior)",
+                        title_justify="left")
+        for name in ("phrase", "in failing", "failure rate", "log-odds", "z"):
+            phrases.add_column(name, justify="left" if name == "phrase" else "right")
+        for p in analysis["phrases"]:
+            phrases.add_row(
+                Text(safe_text(p["phrase"])),
+                f"{p['n_failing']} ({_pct(p['share_of_failing'])})",
+                f"{_pct(p['failure_rate'])} of {p['n_cases']}",
+                f"{p['log_odds']:.2f}",
+                f"{p['z']:.2f}",
+            )
+        console.print(phrases)
+    console.print(Text("✗ failing, · passing; failure rate of nearest: among all test cases nearest that cluster's "
+                       "centre, with a 95% Wilson interval; z > 1.96: over-represented at the 5% level (uncorrected)"))

@@ -24,6 +24,11 @@ def offline_catalog() -> list[dict[str, Any]]:
     for name, (install, description) in OFFLINE_SCORERS.items():
         rows.append({"name": name, "role": "classifier", "installed": find_spec(_SCORER_MODULES[name]) is not None,
                      "install": install, "description": description})
+    from redlat.analysis.embeddings import OFFLINE_EMBEDDERS
+
+    for alias, embedder in OFFLINE_EMBEDDERS.items():
+        rows.append({"name": alias, "role": "embedder", "installed": find_spec(embedder.module) is not None,
+                     "install": install_command(embedder.pip_spec), "description": embedder.description})
     return rows
 
 

@@ -370,6 +370,18 @@ class RunStore:
         ):
             yield Sample(index=row[0], round=row[1], text=row[2], test_case=row[3], duplicate=bool(row[4]))
 
+    # -- for modules that keep their own tables in the run database (analysis) -------------------------------
+
+    def transaction(self) -> _Transaction:
+        """A write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any exception)."""
+        return _Transaction(self._db)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        return self._db.executemany(sql, rows)
+
     # -- internals -------------------------------------------------------------------------------------------
 
     def _transaction(self) -> _Transaction:

@@ -40,3 +40,13 @@ def test_readme_example_flow(questioner_chat_lm, tmp_path):
     rows = compare_runs([tmp_path / "zs", tmp_path / "sl"])
     assert [r["method"] for r in rows] == ["zero-shot", "supervised"] and rows[1]["n"] == 6
     assert plot_comparison(rows, tmp_path / "figure2.png").exists()
+
+    from fakes import BagOfWordsEmbedder
+    from redlat import AnalyzeConfig, ReportConfig, analyze_run, build_report, latest_analysis
+
+    analysis = analyze_run(tmp_path / "zs", AnalyzeConfig(threshold=0.1), embedder=BagOfWordsEmbedder())
+    assert sum(c.size for c in analysis.clusters) in (analysis.n_failing, analysis.n_cases)
+    assert latest_analysis(tmp_path / "zs").to_dict() == analysis.to_dict()
+    page = build_report([tmp_path / "zs", tmp_path / "sl"], tmp_path / "report.html",
+                        ReportConfig(score_test_cases=False), embedder=BagOfWordsEmbedder())
+    assert 'id="comparison-table"' in page.read_text(encoding="utf-8")

@@ -277,7 +277,7 @@ def test_unknown_name_fails_fast() -> None:
 
 
 def test_unknown_name_when_hub_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(causal_lm, "_hub_offline", lambda: False)
+    monkeypatch.setattr(causal_lm, "hub_switched_off", lambda: False)
     monkeypatch.setattr(causal_lm, "hub_reachable", lambda timeout=5.0: False)
     start = time.perf_counter()
     with pytest.raises(ModelNotFoundError, match="cannot be reached") as info:
@@ -327,7 +327,7 @@ def test_hub_errors_become_model_not_found(monkeypatch: pytest.MonkeyPatch) -> N
     def from_pretrained(source: object, torch_dtype: object, **kwargs: object) -> None:
         raise OSError("redlat-tests/nope is not a local folder and is not a valid model identifier")
 
-    monkeypatch.setattr(causal_lm, "_hub_offline", lambda: False)
+    monkeypatch.setattr(causal_lm, "hub_switched_off", lambda: False)
     monkeypatch.setattr(causal_lm, "hub_reachable", lambda timeout=5.0: True)
     monkeypatch.setattr(causal_lm, "_from_pretrained", from_pretrained)
     with pytest.raises(ModelNotFoundError, match="not a valid model identifier") as info:

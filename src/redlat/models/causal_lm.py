@@ -187,7 +187,7 @@ def _load_local(directory: Path, torch_dtype: torch.dtype) -> tuple[PreTrainedMo
         raise ModelNotFoundError(_not_found_message(str(directory), f"loading the directory failed: {exc}")) from exc
 
 
-def _hub_offline() -> bool:
+def hub_switched_off() -> bool:
     if any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         return True
     try:
@@ -230,7 +230,7 @@ def _load_hub(name: str, torch_dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
     except errors as exc:
         logger.debug("%s is not (fully) in the Hugging Face cache: %s", name, exc)
     # 2. The hub, if it is allowed and answers. Asking transformers directly would retry for ~25 s.
-    if _hub_offline():
+    if hub_switched_off():
         raise ModelNotFoundError(
             _not_found_message(
                 name,

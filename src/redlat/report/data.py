@@ -1,0 +1,111 @@
+"""Everything the report shows, gathered from the run stores alone (plain data; no HTML here).
+
+A run with no stored analysis is analysed first (and the analysis stored) unless the config says not to, so
+`redlat report` can always be rerun to regenerate the page from what the stores hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from redlat.analysis.stored import latest_analysis
+from redlat.config import ReportConfig
+from redlat.errors import ConfigError
+from redlat.report import figures
+from redlat.store import RunStore
+from redlat.summary import summarize
+
+log = logging.getLogger(__name__)
+
+
+def collect_report(
+    run_dirs: Sequence[str | Path],
+    cfg: ReportConfig | None = None,
+    *,
+    embedder: Callable[[Sequence[str]], Any] | None = None,
+    on_analyze: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """The report's content: one entry per run, the comparison (with several runs), and the plots as data URIs."""
+    cfg = cfg or ReportConfig()
+    if not run_dirs:
+        raise ConfigError("give at least one run directory to report on")
+    for run_dir in run_dirs:  # every run must open before any is analysed and stored
+        RunStore(run_dir).close()
+    runs = [_collect_run(Path(d), cfg, embedder=embedder, on_analyze=on_analyze) for d in run_dirs]
+    report: dict[str, Any] = {"runs": runs, "comparison": None, "comparison_plot": None}
+    if len(runs) > 1:
+        from redlat.compare import compare_runs
+
+        rows = compare_runs(run_dirs, threshold=cfg.threshold, score_test_cases=cfg.score_test_cases)
+        report["comparison"] = rows
+        try:
+            report["comparison_plot"] = figures.comparison_plot(rows)
+        except ConfigError:
+            report["comparison_plot"] = None
+    return report
+
+
+def _collect_run(
+    run_dir: Path,
+    cfg: ReportConfig,
+    *,
+    embedder: Callable[[Sequence[str]], Any] | None,
+    on_analyze: Callable[[Path], None] | None,
+) -> dict[str, Any]:
+    with RunStore(run_dir) as store:
+        summary = summarize(store, threshold=cfg.threshold, top=0)
+        info = store.run_info()
+        attempts = list(store.attempts(order="score"))
+        analysis = latest_analysis(store)
+        rl_steps = store.training_steps("rl")
+    if analysis is None and cfg.analyze and attempts:
+        from redlat.analysis.analyze import analyze_run
+
+        if on_analyze is not None:
+            on_analyze(run_dir)
+        analysis = analyze_run(run_dir, cfg.analysis, embedder=embedder)
+    threshold = summary["threshold"]
+    clusters_of = {p.index: p.nearest for p in analysis.points} if analysis is not None else {}
+    failing = [a for a in attempts if a.score > threshold]
+    passing = [a for a in attempts if a.score <= threshold]
+    shown = failing + passing[: max(0, cfg.min_table_rows - len(failing))]
+    table = [
+        {"index": a.index, "score": a.score, "failing": a.score > threshold, "test_case": a.test_case,
+         "reply": a.reply, "cluster": clusters_of.get(a.index)}
+        for a in shown
+    ]
+    analysis_data = analysis.to_dict() if analysis is not None else None
+    return {
+        "run_dir": str(run_dir),
+        "name": run_dir.name,
+        "summary": summary,
+        "config_json": json.dumps(info.config, indent=2, sort_keys=True),
+        "provenance": _provenance_brief(info.provenance),
+        "table": table,
+        "n_failing": len(failing),
+        "histogram": figures.score_histogram([a.score for a in attempts], threshold, bins=cfg.histogram_bins,
+                                             classifier=summary["classifier"]) if attempts else None,
+        "reward_curve": figures.reward_curve(rl_steps),
+        "rl_steps": len([s for s in rl_steps if s["step"] > 0]),
+        "analysis": analysis_data,
+        "cluster_map": figures.cluster_map(analysis_data["points"], analysis.k, analysis.map_method)
+        if analysis is not None and analysis.points else None,
+    }
+
+
+def _provenance_brief(prov: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a run's provenance a reader of the report wants: versions, commit, models."""
+    models = prov.get("models", {})
+    lms = {role: models[role] for role in ("red", "target") if isinstance(models.get(role), dict)}
+    return {
+        "versions": prov.get("versions", {}),
+        "git_commit": prov.get("git", {}).get("commit"),
+        "git_dirty": prov.get("git", {}).get("dirty"),
+        "models": {role: (f"{lms[role].get('class')}, {lms[role].get('n_params', 0) / 1e6:.1f} M params"
+                          if role in lms else None) for role in ("red", "target")},
+        "resumed": len(prov.get("resumed_by", [])),
+    }
