@@ -168,7 +168,8 @@ def test_kill_minus_nine_then_resume(questioner_path, tmp_path):
 
 def test_ctrl_c_says_how_to_resume(questioner_path, tmp_path):
     run = tmp_path / "run"
-    args = _redteam_args(questioner_path, run, 80, "--no-progress", "--red-batch-size", "2")
+    # n far beyond what can finish before the interrupt (with n = 80 a loaded CI machine sometimes finished first)
+    args = _redteam_args(questioner_path, run, 5000, "--no-progress", "--red-batch-size", "2")
     proc = subprocess.Popen([sys.executable, "-m", "redlat", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     db = run / "run.sqlite"
