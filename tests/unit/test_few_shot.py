@@ -1,3 +1,4 @@
+import math
 import random
 from collections import Counter
 
@@ -30,6 +31,31 @@ def test_weighted_sample_is_distinct_and_favours_high_scores():
     assert counts[0] / 2000 > 0.97
     # huge exponents do not overflow
     assert len(weighted_sample([1e4, 0.0, -1e4], 2, rng)) == 2
+
+
+def test_weighted_sample_matches_the_softmax_distribution():
+    """Draws follow p_i ∝ exp(score_i / T) for the first pick, and sampling without replacement (Plackett-Luce)
+    for ordered pairs: chi-square goodness of fit, which fails if the weights were ignored or mis-scaled."""
+    from scipy.stats import chisquare
+
+    rng = random.Random(1)
+    temperature = 0.1
+    scores = [0.0, 0.1 * math.log(2), 0.1 * math.log(3), 0.1 * math.log(4)]  # probabilities 0.1, 0.2, 0.3, 0.4
+    probs = [1 / 10, 2 / 10, 3 / 10, 4 / 10]
+    draws = 20000
+    firsts: Counter[int] = Counter()
+    pairs: Counter[tuple[int, int]] = Counter()
+    for _ in range(draws):
+        chosen = weighted_sample([s / temperature for s in scores], 2, rng)
+        firsts[chosen[0]] += 1
+        pairs[(chosen[0], chosen[1])] += 1
+    observed = [firsts[i] for i in range(4)]
+    assert chisquare(observed, [p * draws for p in probs]).pvalue > 1e-3
+    cells = [(i, j) for i in range(4) for j in range(4) if i != j]
+    expected = [probs[i] * probs[j] / (1 - probs[i]) * draws for i, j in cells]
+    assert chisquare([pairs[c] for c in cells], expected).pvalue > 1e-3
+    # and the same counts are far from uniform, so the check has power
+    assert chisquare(observed, [draws / 4] * 4).pvalue < 1e-6
 
 
 def test_few_shot_prompts_record_their_examples():
