@@ -170,8 +170,20 @@ def test_ctrl_c_says_how_to_resume(questioner_path, tmp_path):
     run = tmp_path / "run"
     # n far beyond what can finish before the interrupt (with n = 80 a loaded CI machine sometimes finished first)
     args = _redteam_args(questioner_path, run, 5000, "--no-progress", "--red-batch-size", "2")
+    # A shell that starts jobs in the background without job control makes them ignore SIGINT, and Python keeps an
+    # ignored SIGINT ignored: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "redlat", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        _interrupt_after_two_rounds(proc, run)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _interrupt_after_two_rounds(proc: subprocess.Popen, run: Path) -> None:
     db = run / "run.sqlite"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
