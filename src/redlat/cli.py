@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from redlat.cli_support import fail, hide_loading_bars, set_flag
 from redlat.errors import RedlatError
 
 app = typer.Typer(
@@ -21,11 +22,6 @@ app = typer.Typer(
 )
 
 _RESUME_HINT = "rerun the same command with --run-dir {run_dir} to resume; nothing committed is lost"
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -48,17 +44,6 @@ def _progress_factory(enabled: bool) -> Any:
         )
 
     return factory
-
-
-def _set(overrides: dict[str, Any], dotted: str, value: Any) -> None:
-    """Put a flag's value at its place in the nested config, only if the flag was given."""
-    if value is None:
-        return
-    node = overrides
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
 
 
 @app.command()
@@ -179,15 +164,15 @@ def redteam(
         ("device", device),
         ("dtype", dtype),
     ]:
-        _set(overrides, dotted, value)
+        set_flag(overrides, dotted, value)
     if classifier:
         overrides["classifiers"] = [{"name": name} for name in classifier]
     trained_section = {"supervised": "supervised", "rl": "rl"}.get(method or "")
     if (lora is not None or learning_rate is not None) and trained_section is None:
-        _fail("--lora/--full and --learning-rate are for --method supervised or rl")
+        fail("--lora/--full and --learning-rate are for --method supervised or rl")
     if trained_section is not None:
-        _set(overrides, f"{trained_section}.lora.enabled", lora)
-        _set(overrides, f"{trained_section}.learning_rate", learning_rate)
+        set_flag(overrides, f"{trained_section}.lora.enabled", lora)
+        set_flag(overrides, f"{trained_section}.learning_rate", learning_rate)
     try:
         cfg = build_config(RedTeamConfig, config, overrides)
         if offensive_label is not None:
@@ -195,7 +180,7 @@ def redteam(
             cfg = cfg.model_copy(update={"classifiers": (first, *cfg.classifiers[1:])})
         _run_redteam(cfg, run_dir, progress=progress, as_json=as_json)
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
 
 
 def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: bool) -> None:
@@ -203,9 +188,7 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
     from redlat.red_team.runner import default_run_dir, redteam
 
     run_dir = run_dir or default_run_dir(cfg)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # never transformers' loading bars: ours is the one to watch, or none
+    hide_loading_bars()
     if cfg.method in ("supervised", "rl"):
         import datasets
 
@@ -250,7 +233,7 @@ def summary(
         with RunStore(run_dir) as store:
             result = summarize(store, threshold=threshold, top=top)
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
@@ -281,7 +264,7 @@ def compare(
         rows = compare_runs(run_dirs, threshold=threshold, score_test_cases=score_test_cases)
         written = plot_comparison(rows, plot) if plot is not None else None
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     if as_json:
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
@@ -302,7 +285,7 @@ def export(
     try:
         path = export_run(run_dir, format, out)
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     typer.echo(str(path))
 
 
@@ -326,7 +309,7 @@ def prepare(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log d
     try:
         seconds = prepare_offline_models()
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     for name, secs in seconds.items():
         typer.echo(f"{name:<24} ready ({secs:.1f} s)")
 

@@ -11,22 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from redlat.cli_support import fail, hide_loading_bars, set_flag
 from redlat.errors import RedlatError
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _quiet_loading() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the embedder's weight-loading bar says nothing useful here
-
-
-def _analysis_overrides(**flags: Any) -> dict[str, Any]:
-    return {key: value for key, value in flags.items() if value is not None}
 
 
 def analyze(
@@ -53,14 +39,16 @@ def analyze(
     from redlat.config import AnalyzeConfig, build_config
     from redlat.display import render_analysis
 
-    overrides = _analysis_overrides(embedder=embedder, threshold=threshold, algorithm=algorithm, k=k,
-                                    min_failures=min_failures, map=map_method, seed=seed, device=device)
+    overrides: dict[str, Any] = {}
+    for key, value in [("embedder", embedder), ("threshold", threshold), ("algorithm", algorithm), ("k", k),
+                       ("min_failures", min_failures), ("map", map_method), ("seed", seed), ("device", device)]:
+        set_flag(overrides, key, value)
     try:
         cfg = build_config(AnalyzeConfig, config, overrides)
-        _quiet_loading()
+        hide_loading_bars()
         analysis = analyze_run(run_dir, cfg)
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     data = analysis.to_dict(points=False)
     if as_json:
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
@@ -90,18 +78,16 @@ def report(
     from redlat.report.render import build_report
 
     overrides: dict[str, Any] = {"analyze": analyze_missing, "score_test_cases": score_test_cases}
-    if threshold is not None:
-        overrides["threshold"] = threshold
-    if embedder is not None:
-        overrides["analysis"] = {"embedder": embedder}
+    set_flag(overrides, "threshold", threshold)
+    set_flag(overrides, "analysis.embedder", embedder)
 
     def announce(run_dir: Path) -> None:
         typer.echo(f"analysing {safe_text(str(run_dir))} (stored; later reports reuse it) ...", err=True)
 
     try:
         cfg = build_config(ReportConfig, config, overrides)
-        _quiet_loading()
+        hide_loading_bars()
         path = build_report(run_dirs, output, cfg, on_analyze=announce)
     except RedlatError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     typer.echo(str(path))

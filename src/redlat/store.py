@@ -165,7 +165,7 @@ class RunStore:
         provenance: dict[str, Any],
     ) -> None:
         now = time.time()
-        with self._transaction():
+        with self.transaction():
             self._db.execute(
                 "INSERT INTO run (run_id, command, method, config, fingerprint, seed, provenance, status,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
@@ -188,7 +188,7 @@ class RunStore:
         info = self.run_info()
         resumes = [*info.provenance.get("resumed_by", []), provenance]
         merged = {**info.provenance, "resumed_by": resumes}
-        with self._transaction():
+        with self.transaction():
             self._db.execute(
                 "UPDATE run SET provenance=?, status='running', updated_at=?",
                 (json.dumps(merged), time.time()),
@@ -218,7 +218,7 @@ class RunStore:
 
     def finish_run(self, stop_reason: str, timings: dict[str, float]) -> None:
         now = time.time()
-        with self._transaction():
+        with self.transaction():
             self._db.execute(
                 "UPDATE run SET status='complete', stop_reason=?, finished_at=?, updated_at=?, timings=?",
                 (stop_reason, now, now, json.dumps(timings)),
@@ -248,7 +248,7 @@ class RunStore:
         self, round_: int, samples: Sequence[Sample], attempts: Sequence[Attempt], seconds: float
     ) -> None:
         """Commit one round whole: its samples, attempts and scores, or nothing if anything fails."""
-        with self._transaction():
+        with self.transaction():
             self._db.execute(
                 "INSERT INTO rounds VALUES (?, ?, ?, ?, ?)",
                 (round_, len(samples), len(attempts), seconds, time.time()),
@@ -292,7 +292,7 @@ class RunStore:
         self, phase: str, step: int, metrics: dict[str, Any], samples: Sequence[dict[str, Any]] = ()
     ) -> None:
         """Record one optimizer step. A step replayed after a resume replaces its first record."""
-        with self._transaction():
+        with self.transaction():
             existing = self._db.execute(
                 "SELECT metrics, samples FROM training_steps WHERE phase=? AND step=?", (phase, step)
             ).fetchone()
@@ -306,7 +306,7 @@ class RunStore:
 
     def forget_training_steps_after(self, phase: str, step: int) -> None:
         """Drop records past a checkpoint that a resumed run is about to redo."""
-        with self._transaction():
+        with self.transaction():
             self._db.execute("DELETE FROM training_steps WHERE phase=? AND step>?", (phase, step))
 
     def training_steps(self, phase: str | None = None) -> list[dict[str, Any]]:
@@ -321,7 +321,7 @@ class RunStore:
         ]
 
     def set_meta(self, key: str, value: Any) -> None:
-        with self._transaction():
+        with self.transaction():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     def get_meta(self, key: str) -> Any:
@@ -370,7 +370,7 @@ class RunStore:
         ):
             yield Sample(index=row[0], round=row[1], text=row[2], test_case=row[3], duplicate=bool(row[4]))
 
-    # -- for modules that keep their own tables in the run database (analysis) -------------------------------
+    # -- transactions and raw SQL, also for modules that keep their own tables here (analysis) ----------------
 
     def transaction(self) -> _Transaction:
         """A write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any exception)."""
@@ -382,10 +382,6 @@ class RunStore:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
         return self._db.executemany(sql, rows)
 
-    # -- internals -------------------------------------------------------------------------------------------
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
 
 class _Transaction:

@@ -89,7 +89,8 @@ def analyze_vectors(
     assigned[members] = clustering.labels
     clusters = []
     for c in range(clustering.k):
-        in_cluster = np.flatnonzero(assigned == c)
+        is_member = assigned == c
+        in_cluster = np.flatnonzero(is_member)
         near = nearest == c
         n_near, n_near_fail = int(near.sum()), int((near & failing).sum())
         sims = vectors[in_cluster] @ clustering.centres[c]
@@ -98,7 +99,6 @@ def analyze_vectors(
                            score=float(scores[i]), failing=bool(failing[i]), similarity=float(s))
             for i, s in sorted(zip(in_cluster.tolist(), sims.tolist(), strict=True), key=lambda t: -t[1])
         ][: cfg.representatives]
-        is_member = assigned == c
         distinctive = enriched_phrases(texts, is_member.tolist(), ngram_max=cfg.ngram_max,
                                        min_count=cfg.min_count, top=cfg.cluster_phrases) if cfg.cluster_phrases else []
         clusters.append(ClusterInfo(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from redlat.config import OFFLINE_EMBEDDER
 from redlat.errors import ModelNotFoundError
 from redlat.packages import SETUP_SCRIPT, install_command, package_dir
 
@@ -21,9 +22,6 @@ log = logging.getLogger(__name__)
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 """texts -> array of shape (len(texts), dim), each row L2-normalised."""
-
-OFFLINE_EMBEDDER = "all-minilm-l6-v2"
-
 
 @dataclass(frozen=True)
 class OfflineEmbedder:
