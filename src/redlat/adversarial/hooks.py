@@ -96,6 +96,34 @@ def _input_hook(delta: torch.Tensor, mask: torch.Tensor | None) -> Any:
     return hook
 
 
+@contextmanager
+def captured(model: nn.Module, names: Sequence[str], *, where: Where = "output") -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, the dict fills with each named module's latest output (or first input), detached.
+
+    PGD uses it on its clean forward pass to learn the activations' shapes (and values, for pixel bounds)."""
+    seen: dict[str, torch.Tensor] = {}
+    handles: list[Any] = []
+
+    def keep(name: str, value: Any) -> None:
+        if isinstance(value, tuple) and value:
+            value = value[0]
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"module {name!r} has a {where} of type {type(value).__name__}, not a tensor")
+        seen[name] = value.detach()
+
+    try:
+        for name in names:
+            module = find_module(model, name)
+            if where == "output":
+                handles.append(module.register_forward_hook(lambda _m, _i, out, name=name: keep(name, out)))
+            else:
+                handles.append(module.register_forward_pre_hook(lambda _m, inp, name=name: keep(name, inp)))
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def count_hooks(model: nn.Module) -> int:
     """Forward and pre-forward hooks registered anywhere in the model (0 outside a `perturbed` block)."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

@@ -1,0 +1,289 @@
+"""Projected gradient descent, once, for inputs, token embeddings and latents.
+
+The attacker owns one perturbation per named module (`hooks.perturbed` adds it to the module's output, or to its
+input); an input-space attack on an image model is the root module (name "") perturbed at its input. Each step takes
+the gradient of the objective with respect to the perturbations only (`torch.autograd.grad`; weights are frozen for
+the attack), moves along the steepest direction of the chosen norm, projects back into the ball, keeps pixels inside
+their bounds and padding at zero.
+
+Balls: L-inf (sign step, clamp), L2 (normalised step, rescale), L1 (a sparse sign step on the largest gradient
+coordinates, then the exact Euclidean projection onto the L1 ball of Duchi et al. 2008). The norm is taken per example
+(over everything but the batch dimension) or per token (over the last dimension).
+
+The objective is a callable `objective(model) -> Outcome` that runs the forward pass and returns a per-example loss
+to *maximise* (and, optionally, which examples the attack has already won). `objectives.py` builds the usual ones:
+untargeted (raise the loss on the true output) and targeted (lower it on a target, optionally raise it on an output
+to avoid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from redlat.adversarial.hooks import Where, captured, perturbed
+from redlat.errors import ConfigError
+
+Norm = Literal["linf", "l2", "l1"]
+Per = Literal["example", "token"]
+NORMS: tuple[str, ...] = ("linf", "l2", "l1")
+
+
+@dataclass(frozen=True)
+class PGDSettings:
+    """One attack: the ball (norm, eps, per example or per token) and the walk inside it."""
+
+    norm: Norm = "l2"
+    eps: float = 1.0
+    steps: int = 10
+    step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.'s rule of thumb)
+    per: Per = "example"
+    random_start: bool = True
+    keep_best: bool = False  # per example, return the best perturbation seen, never one worse than none
+    eval_mode: bool = True  # attack with the model in eval mode (as the published LAT code does)
+    bounds: tuple[float, float] | None = None  # keep the perturbed values within [lo, hi] (pixels)
+    l1_quantile: float = 0.9  # L1 steps move the coordinates whose |gradient| is at or above this quantile
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
+        if self.per not in ("example", "token"):
+            raise ConfigError(f"per must be 'example' or 'token', not {self.per!r}")
+        if self.eps < 0 or self.steps < 0:
+            raise ConfigError("eps and steps must not be negative")
+        if self.step_size is not None and self.step_size <= 0:
+            raise ConfigError("step_size must be positive")
+        if not 0.0 <= self.l1_quantile < 1.0:
+            raise ConfigError("l1_quantile must be in [0, 1)")
+        if self.bounds is not None and self.bounds[0] >= self.bounds[1]:
+            raise ConfigError(f"bounds must be (low, high) with low < high, not {self.bounds}")
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / max(self.steps, 1)
+
+
+@dataclass
+class Outcome:
+    """What a forward pass gave the attacker: a per-example loss to maximise, and optionally which examples it won
+    (misclassified, or classified as the target). `parts` holds per-example terms worth logging."""
+
+    loss: torch.Tensor
+    fooled: torch.Tensor | None = None
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def detached(self) -> Outcome:
+        return Outcome(
+            self.loss.detach(),
+            None if self.fooled is None else self.fooled.detach(),
+            {k: v.detach() for k, v in self.parts.items()},
+        )
+
+
+Objective = Callable[[nn.Module], Outcome]
+
+
+@dataclass
+class PGDResult:
+    deltas: dict[str, torch.Tensor]  # detached, shaped like each module's activation
+    clean: Outcome  # the objective without perturbation
+    adversarial: Outcome | None  # at the returned deltas (computed when keep_best; else None)
+    norms: dict[str, torch.Tensor]  # per group (example or token) norm of each returned delta
+
+
+def pgd(
+    model: nn.Module,
+    objective: Objective,
+    layers: Sequence[str],
+    settings: PGDSettings,
+    *,
+    where: Where = "output",
+    mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> PGDResult:
+    """Attack `model` by perturbing the named modules' outputs (or inputs) within the ball of `settings`.
+
+    `mask` (batch x tokens, 1 = may be perturbed) keeps padding (or non-prompt tokens) at zero. The model's train/eval
+    mode and every parameter's `requires_grad` are restored on the way out, whatever happens."""
+    if not layers:
+        raise ConfigError("pgd needs at least one module to perturb")
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if settings.eval_mode:
+            model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        with torch.no_grad(), captured(model, layers, where=where) as acts:
+            clean = objective(model).detached()
+        missing = [name for name in layers if name not in acts]
+        if missing:
+            raise ConfigError(f"the forward pass never reached {', '.join(map(repr, missing))}")
+        deltas = {name: _start(acts[name], settings, mask, generator) for name in layers}
+        best = _Best(deltas, clean) if settings.keep_best else None
+        for _ in range(settings.steps):
+            for d in deltas.values():
+                d.requires_grad_(True)
+            with torch.enable_grad(), perturbed(model, deltas, mask=mask, where=where):
+                out = objective(model)
+                grads = torch.autograd.grad(out.loss.sum(), list(deltas.values()), allow_unused=True)
+            if best is not None:
+                best.offer(deltas, out.detached())
+            with torch.no_grad():
+                deltas = {
+                    name: _constrain(d.detach() + _ascent(g, settings, d), acts[name], settings, mask)
+                    for (name, d), g in zip(deltas.items(), grads, strict=True)
+                }
+        adversarial = None
+        if best is not None:
+            with torch.no_grad(), perturbed(model, deltas, mask=mask, where=where):
+                best.offer(deltas, objective(model).detached())
+            deltas, adversarial = best.deltas, best.outcome
+        deltas = {name: d.detach() for name, d in deltas.items()}
+        norms = {name: group_norms(d, settings.norm, settings.per) for name, d in deltas.items()}
+        return PGDResult(deltas=deltas, clean=clean, adversarial=adversarial, norms=norms)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+class _Best:
+    """Per example, the best perturbation seen: one that won (fooled) over one that did not, then the higher loss.
+
+    A candidate is only taken if it is no worse than no perturbation at all in both respects, so the returned
+    attack never lowers an example's loss below its clean loss and never turns a wrong answer right."""
+
+    def __init__(self, deltas: dict[str, torch.Tensor], clean: Outcome) -> None:
+        self.clean = clean
+        self.deltas = {name: torch.zeros_like(d) for name, d in deltas.items()}
+        self.outcome = Outcome(clean.loss.clone(), None if clean.fooled is None else clean.fooled.clone())
+
+    def offer(self, deltas: dict[str, torch.Tensor], out: Outcome) -> None:
+        take = (out.loss >= self.clean.loss) & (out.loss > self.outcome.loss)
+        if out.fooled is not None and self.clean.fooled is not None and self.outcome.fooled is not None:
+            acceptable = (out.loss >= self.clean.loss) & (out.fooled | ~self.clean.fooled)
+            gains = out.fooled & ~self.outcome.fooled
+            same = out.fooled == self.outcome.fooled
+            take = acceptable & (gains | (same & (out.loss > self.outcome.loss)))
+            self.outcome.fooled = torch.where(take, out.fooled, self.outcome.fooled)
+        self.outcome.loss = torch.where(take, out.loss, self.outcome.loss)
+        for name, d in deltas.items():
+            rows = take.view(-1, *([1] * (d.dim() - 1)))
+            self.deltas[name] = torch.where(rows, d.detach(), self.deltas[name])
+
+
+def _groups(d: torch.Tensor, per: Per) -> torch.Tensor:
+    """A 2-D view: one row per example (everything but the batch dimension) or per token (the last dimension)."""
+    if per == "token":
+        if d.dim() < 3:
+            raise ConfigError(f"per-token norms need (batch, tokens, hidden) activations, not shape {tuple(d.shape)}")
+        return d.reshape(-1, d.shape[-1])
+    return d.reshape(d.shape[0], -1)
+
+
+def group_norms(d: torch.Tensor, norm: Norm, per: Per = "example") -> torch.Tensor:
+    """The norm of each example's (or token's) perturbation: shape (batch,) or (batch, tokens)."""
+    rows = _groups(d, per)
+    if norm == "linf":
+        values = rows.abs().amax(dim=1)
+    elif norm == "l2":
+        values = rows.norm(p=2, dim=1)
+    else:
+        values = rows.abs().sum(dim=1)
+    return values.reshape(d.shape[: d.dim() - 1] if per == "token" else d.shape[:1])
+
+
+def _ascent(g: torch.Tensor | None, s: PGDSettings, like: torch.Tensor) -> torch.Tensor:
+    """A step of length alpha (in the ball's norm) along the steepest ascent direction for that norm."""
+    if g is None:  # the perturbed module does not affect the objective
+        return torch.zeros_like(like)
+    if s.norm == "linf":
+        return s.alpha * g.sign()
+    rows = _groups(g, s.per)
+    if s.norm == "l2":
+        step = rows / rows.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)
+    else:
+        magnitude = rows.abs()
+        cutoff = torch.quantile(magnitude, s.l1_quantile, dim=1, keepdim=True)
+        chosen = (magnitude >= cutoff) & (magnitude > 0)
+        step = rows.sign() * chosen
+        step = step / step.abs().sum(dim=1, keepdim=True).clamp_min(1.0)
+    return s.alpha * step.reshape(g.shape)
+
+
+def project(d: torch.Tensor, norm: Norm, eps: float, per: Per = "example") -> torch.Tensor:
+    """The nearest point (Euclidean) of each example's or token's ball of radius eps."""
+    if norm == "linf":
+        return d.clamp(-eps, eps)
+    rows = _groups(d, per)
+    if norm == "l2":
+        scale = (eps / rows.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+        return (rows * scale).reshape(d.shape)
+    return _project_l1(rows, eps).reshape(d.shape)
+
+
+def _project_l1(rows: torch.Tensor, eps: float) -> torch.Tensor:
+    """Duchi et al. (2008): soft-threshold |v| by the theta that puts the L1 norm at eps (rows already inside stay)."""
+    magnitude = rows.abs()
+    inside = magnitude.sum(dim=1, keepdim=True) <= eps
+    if eps == 0:
+        return torch.zeros_like(rows)
+    ordered, _ = magnitude.sort(dim=1, descending=True)
+    cumulative = ordered.cumsum(dim=1)
+    ranks = torch.arange(1, rows.shape[1] + 1, device=rows.device, dtype=rows.dtype)
+    positive = ordered - (cumulative - eps) / ranks > 0
+    rho = positive.to(rows.dtype).mul(ranks).amax(dim=1, keepdim=True).clamp_min(1)
+    theta = (cumulative.gather(1, rho.long() - 1) - eps) / rho
+    shrunk = rows.sign() * (magnitude - theta).clamp_min(0)
+    return torch.where(inside, rows, shrunk)
+
+
+def _constrain(d: torch.Tensor, value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None) -> torch.Tensor:
+    """Masked positions to zero, into the ball, then inside the value bounds (which can only shrink the norm)."""
+    if mask is not None:
+        m = mask.to(dtype=d.dtype, device=d.device)
+        while m.dim() < d.dim():
+            m = m.unsqueeze(-1)
+        d = d * m
+    d = project(d, s.norm, s.eps, s.per)
+    if s.bounds is not None:
+        lo, hi = s.bounds
+        d = (value + d).clamp(lo, hi) - value
+    return d
+
+
+def _start(value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None, gen: torch.Generator | None) -> torch.Tensor:
+    """Zero, or a random point of the ball (uniform in L-inf; a random direction at a uniform radius in L2 and L1)."""
+    if not s.random_start or s.eps == 0:
+        return torch.zeros_like(value)
+    noise = torch.empty_like(value)
+    if s.norm == "linf":
+        noise.uniform_(-s.eps, s.eps, generator=gen)
+        return _constrain(noise, value, s, mask)
+    if s.norm == "l2":
+        noise.normal_(generator=gen)
+    else:
+        noise.exponential_(generator=gen)
+        signs = torch.empty_like(value).bernoulli_(0.5, generator=gen) * 2 - 1
+        noise = noise * signs  # Laplace
+    rows = _groups(noise, s.per)
+    length = group_norms(noise, s.norm, s.per).reshape(-1, 1).clamp_min(1e-12)
+    radius = torch.rand(rows.shape[0], 1, generator=gen, device=value.device, dtype=value.dtype) * s.eps
+    return _constrain((rows / length * radius).reshape(value.shape), value, s, mask)
+
+
+def typical_norm(model: nn.Module, layer: str, run: Callable[[nn.Module], object], norm: Norm = "l2") -> float:
+    """The median per-example norm of a module's output on one forward pass: a scale for latent eps."""
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(), captured(model, [layer]) as acts:
+            run(model)
+        return float(group_norms(acts[layer], norm).median())
+    finally:
+        model.train(was_training)
