@@ -324,5 +324,14 @@ def _register_report_commands() -> None:
 _register_report_commands()
 
 
+def _register_experiments() -> None:
+    from redlat.cli_experiment import experiment_app
+
+    app.add_typer(experiment_app, name="experiment")
+
+
+_register_experiments()
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()

@@ -288,6 +288,138 @@ class ReportConfig(_Frozen):
     histogram_bins: int = Field(default=40, ge=5, le=200, description="bins of the score histogram")
 
 
+class TrojanSpec(_Frozen):
+    """A trojan to plant: a trigger (built-in kind or 'package.module:function') and the class it forces."""
+
+    name: str = Field(description="how tables and figures call it")
+    kind: str = Field(description="patch | blend | stroke | package.module:function returning a trigger")
+    target: int = Field(ge=0, description="the class the trigger forces")
+    params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the trigger")
+
+
+class DefenceSpec(_Frozen):
+    """One defence in the sweep. AT perturbs the input; LAT a named layer's output, with eps (by default) a
+    fraction of that layer's median per-example activation norm on the defender's data."""
+
+    kind: Literal["none", "at", "lat"] = "none"
+    norm: Literal["linf", "l2", "l1"] = "l2"
+    eps: float = Field(default=0.0, ge=0.0, description="ball radius (LAT: relative to the layer's norm)")
+    layers: tuple[str, ...] = Field(default=(), description="LAT: modules whose outputs are perturbed")
+    relative_eps: bool = Field(default=True, description="LAT: eps is a fraction of the layer's median norm")
+
+    @property
+    def name(self) -> str:
+        if self.kind == "none":
+            return "none"
+        if self.kind == "at":
+            return f"at-{self.norm}-{self.eps:g}"
+        scale = "x" if self.relative_eps else ""
+        return f"lat-{'+'.join(self.layers)}-{self.norm}-{self.eps:g}{scale}"
+
+    @model_validator(mode="after")
+    def _complete(self) -> DefenceSpec:
+        if self.kind != "none" and self.eps <= 0:
+            raise ValueError(f"a {self.kind} defence needs eps > 0")
+        if self.kind == "lat" and not self.layers:
+            raise ValueError("a lat defence needs layers (e.g. [block2])")
+        if self.kind != "lat" and self.layers:
+            raise ValueError("layers are for lat defences only")
+        return self
+
+
+def _defence_grid() -> tuple[DefenceSpec, ...]:
+    grid = [DefenceSpec()]
+    grid += [DefenceSpec(kind="at", norm="linf", eps=eps) for eps in (0.05, 0.1, 0.2)]
+    grid += [DefenceSpec(kind="at", norm="l2", eps=eps) for eps in (0.5, 1.0, 2.0)]
+    grid += [
+        DefenceSpec(kind="lat", layers=(layer,), eps=eps)
+        for layer in ("block1", "block2", "block3")
+        for eps in (0.1, 0.25, 0.5)
+    ]
+    return tuple(grid)
+
+
+DEFAULT_TROJANS = (
+    TrojanSpec(name="patch", kind="patch", target=0),
+    TrojanSpec(name="blend", kind="blend", target=4),
+    TrojanSpec(name="stroke", kind="stroke", target=7),
+)
+HELD_OUT_ATTACKS = ("pgd-l1:1", "pgd-l1:2", "noise:0.2", "rotate:15", "translate:0.5", "blur:1")
+
+
+class TrojansVisionConfig(_Frozen):
+    """`redlat experiment trojans-vision`: plant trojans by poisoning, fine-tune on clean data with each defence,
+    measure clean accuracy, trojan success and robustness to attacks no defence trained on."""
+
+    seeds: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4), description="one poisoned model and one sweep per seed")
+    dataset: Literal["digits", "cifar10", "imagefolder"] = Field(default="digits", description="image data")
+    data_dir: str | None = Field(default=None, description="cifar10, imagefolder: the folder holding the data")
+    image_size: int | None = Field(default=None, ge=4, description="resize images to this side (torchvision data)")
+    model: Literal["small-cnn", "resnet18"] = Field(default="small-cnn", description="classifier")
+    width: int = Field(default=16, ge=1, description="small-cnn: channels of the first block")
+    test_fraction: float = Field(default=0.3, gt=0.0, lt=1.0, description="held-out share of digits/imagefolder")
+    data_seed: int = Field(default=0, ge=0, description="seeds the train/test split")
+    trojans: tuple[TrojanSpec, ...] = Field(default=DEFAULT_TROJANS, description="trojans planted by poisoning")
+    poison_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="triggered copies per trojan, as a share")
+    batch_size: int = Field(default=32, ge=1, description="images per step")
+    base_epochs: int = Field(default=30, ge=1, description="epochs of training on the poisoned data")
+    base_lr: float = Field(default=2e-3, gt=0.0, description="Adam learning rate for the poisoned model")
+    finetune_epochs: int = Field(default=1, ge=1, description="epochs of clean fine-tuning per defence")
+    finetune_lr: float = Field(default=1e-3, gt=0.0, description="Adam learning rate of the defender")
+    attack_steps: int = Field(default=10, ge=1, description="PGD steps of the training attack")
+    defences: tuple[DefenceSpec, ...] = Field(default_factory=_defence_grid, description="the sweep")
+    eval_attacks: tuple[str, ...] = Field(
+        default=("pgd-linf:0.05", "pgd-linf:0.1", "pgd-l2:0.5", "pgd-l2:1", *HELD_OUT_ATTACKS),
+        description="robust accuracy is measured under each (FAMILY:SIZE)",
+    )
+    held_out: tuple[str, ...] = Field(
+        default=("pgd-l1", "noise", "rotate", "translate", "blur"),
+        description="attack families no defence trains on: their mean accuracy is the held-out robustness",
+    )
+    eval_pgd_steps: int = Field(default=20, ge=1, description="PGD steps of the evaluation attacks")
+    device: str = Field(default="auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrojansVisionConfig:
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"a seed is listed twice: {list(self.seeds)}")
+        names = [d.name for d in self.defences]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"defences must be a non-empty list of distinct settings: {names}")
+        trojan_names = [t.name for t in self.trojans]
+        if len(set(trojan_names)) != len(trojan_names):
+            raise ValueError(f"a trojan name is used twice: {trojan_names}")
+        from redlat.adversarial.attack_specs import AttackSpec
+
+        for attack in self.eval_attacks:
+            AttackSpec.parse(attack)
+        if not any(a.split(":")[0] in self.held_out for a in self.eval_attacks):
+            raise ValueError("no evaluation attack belongs to a held-out family")
+        return self
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+QUICK_TROJANS_VISION: dict[str, Any] = {
+    "seeds": [0, 1],
+    "base_epochs": 15,
+    "attack_steps": 5,
+    "eval_pgd_steps": 10,
+    "defences": [
+        {"kind": "none"},
+        {"kind": "at", "norm": "linf", "eps": 0.1},
+        {"kind": "at", "norm": "l2", "eps": 1.0},
+        {"kind": "lat", "layers": ["block2"], "eps": 0.25},
+        {"kind": "lat", "layers": ["block3"], "eps": 0.25},
+    ],
+    "eval_attacks": ["pgd-linf:0.1", "pgd-l2:1", "pgd-l1:2", "noise:0.2", "rotate:15", "blur:1"],
+}
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A config file's mapping, or a ConfigError that says what is wrong with it."""
     import yaml
@@ -319,10 +451,14 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(
-    model: type[ConfigT], file: str | Path | None = None, overrides: dict[str, Any] | None = None
+    model: type[ConfigT],
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    preset: dict[str, Any] | None = None,
 ) -> ConfigT:
-    """defaults < YAML file < overrides (CLI flags), validated into a frozen config."""
-    data = read_yaml(file) if file is not None else {}
+    """defaults < preset (e.g. --quick) < YAML file < overrides (CLI flags), validated into a frozen config."""
+    data = _merge(preset or {}, read_yaml(file) if file is not None else {})
     data = _merge(data, overrides or {})
     try:
         return model.model_validate(data)

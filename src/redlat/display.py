@@ -187,3 +187,29 @@ def render_analysis(analysis: dict[str, Any], *, console: Any = None) -> None:
         console.print(phrases)
     console.print(Text("✗ failing, · passing; failure rate of nearest: among all test cases nearest that cluster's "
                        "centre, with a 95% Wilson interval; z > 1.96: over-represented at the 5% level (uncorrected)"))
+
+
+def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
+    """An experiment's table: mean and 95% interval over seeds, in percent; T/R mark the two Pareto fronts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from redlat.adversarial.experiments.pareto import table_rows
+
+    if console is None:
+        console = Console()
+        console.width = max(console.width, 130)
+    header, rows = table_rows(summary)
+    seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
+    table = Table(
+        title=f"Trojans and defences: % mean (95% interval) over {seeds} seeds",
+        caption="front: T = clean vs trojan success, R = clean vs held-out robustness "
+        f"(held out: {', '.join(summary['held_out_families'])})",
+        title_justify="left",
+        caption_justify="left",
+    )
+    for i, name in enumerate(header):
+        table.add_column(safe_text(name), justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(safe_text(cell) for cell in row))
+    console.print(table)

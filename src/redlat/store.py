@@ -71,6 +71,17 @@ CREATE TABLE IF NOT EXISTS scores (
     score REAL NOT NULL,
     PRIMARY KEY (attempt_idx, classifier, label)
 );
+CREATE TABLE IF NOT EXISTS results (     -- experiments: one row per (setting, seed, metric)
+    setting TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,                    -- NULL for a metric that is undefined (NaN)
+    PRIMARY KEY (setting, seed, metric)
+);
+CREATE TABLE IF NOT EXISTS result_settings (
+    setting TEXT PRIMARY KEY,
+    details TEXT NOT NULL          -- JSON: what the setting is (defence kind, norm, eps, layers, ...)
+);
 CREATE TABLE IF NOT EXISTS training_steps (
     phase TEXT NOT NULL,           -- supervised | rl
     step INTEGER NOT NULL,         -- optimizer step (0: before training)
@@ -319,6 +330,47 @@ class RunStore:
             {"phase": row[0], "step": row[1], **json.loads(row[2]), "samples": json.loads(row[3])}
             for row in self._db.execute(sql + " ORDER BY phase, step", params)
         ]
+
+    # -- experiments ---------------------------------------------------------------------------------------------
+
+    def write_result(
+        self,
+        setting: str,
+        seed: int,
+        metrics: dict[str, float],
+        details: dict[str, Any],
+        steps: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """One (setting, seed) of an experiment, with its training log, in one transaction: all or nothing."""
+        with self.transaction():
+            self._db.execute("INSERT OR REPLACE INTO result_settings VALUES (?, ?)", (setting, json.dumps(details)))
+            self._db.execute("DELETE FROM results WHERE setting=? AND seed=?", (setting, seed))
+            self._db.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?)",
+                [(setting, seed, name, None if value != value else float(value)) for name, value in metrics.items()],
+            )
+            phase = f"{setting}/seed-{seed}"
+            self._db.execute("DELETE FROM training_steps WHERE phase=?", (phase,))
+            now = time.time()
+            self._db.executemany(
+                "INSERT INTO training_steps VALUES (?, ?, ?, '[]', ?)",
+                [(phase, int(step["step"]), json.dumps(step), now) for step in steps],
+            )
+            self._db.execute("UPDATE run SET updated_at=?", (now,))
+
+    def completed_results(self) -> set[tuple[str, int]]:
+        return {(row[0], row[1]) for row in self._db.execute("SELECT DISTINCT setting, seed FROM results")}
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every result row: setting, seed, metric, value (NaN where undefined)."""
+        rows = self._db.execute("SELECT setting, seed, metric, value FROM results ORDER BY setting, seed, metric")
+        return [
+            {"setting": r[0], "seed": r[1], "metric": r[2], "value": float("nan") if r[3] is None else r[3]}
+            for r in rows
+        ]
+
+    def result_settings(self) -> dict[str, dict[str, Any]]:
+        return {r[0]: json.loads(r[1]) for r in self._db.execute("SELECT setting, details FROM result_settings")}
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction():

@@ -1,0 +1,247 @@
+"""`redlat experiment trojans-vision`: plant trojans, fine-tune them away (or not) with each defence, measure.
+
+Per seed: train a classifier on data poisoned with every trojan (kept in RUN_DIR/base_models/, so a resumed run does
+not retrain it); measure it; then, for each defence, copy it and fine-tune one epoch on clean data (the defender
+never sees a trigger) and measure clean accuracy, each trojan's attack success rate and robust accuracy under the
+evaluation attacks. Each (defence, seed) is written to the run store in one transaction with its training log, so an
+interrupted sweep resumes at the first missing one and stores exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from redlat.adversarial.attack_specs import AttackSpec
+from redlat.adversarial.experiments.images import ImageData, build_model, load_images
+from redlat.adversarial.pgd import PGDSettings, typical_norm
+from redlat.adversarial.robustness import robust_accuracy
+from redlat.adversarial.tasks import ClassificationTask
+from redlat.adversarial.trainers import AdversarialTrainer, Defence, StepLog, TrainSettings
+from redlat.adversarial.trojans import Trojan, attack_success_rate, poison, predict, trigger_from_spec
+from redlat.atomic import write_atomic
+from redlat.config import DefenceSpec, TrojansVisionConfig
+from redlat.errors import ConfigError, RunDirMismatchError
+from redlat.generation import derive_seed
+from redlat.store import RunStore
+
+log = logging.getLogger(__name__)
+
+COMMAND = "experiment trojans-vision"
+BASE = "poisoned"  # the setting name of the poisoned model before any defence
+Progress = Callable[[str], None]
+
+
+def trojans_from_config(cfg: TrojansVisionConfig) -> list[Trojan]:
+    return [Trojan(spec.name, trigger_from_spec(spec.kind, dict(spec.params)), spec.target) for spec in cfg.trojans]
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, epochs: int) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for epoch in range(epochs):
+        gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch) % 2**63)
+        order = torch.randperm(len(x), generator=gen)
+        out += [{"x": x[order[i : i + size]], "y": y[order[i : i + size]]} for i in range(0, len(x), size)]
+    return out
+
+
+def open_store(run_dir: Path, cfg: TrojansVisionConfig, provenance: dict[str, Any]) -> RunStore:
+    """A new experiment store, or the existing one of the same config (else RunDirMismatchError; nothing written)."""
+    existing = (run_dir / "run.sqlite").exists()
+    store = RunStore(run_dir, create=True)
+    if existing and store.has_run():
+        info = store.run_info()
+        if info.command != COMMAND or info.fingerprint != cfg.fingerprint():
+            store.close()
+            raise RunDirMismatchError(
+                f"{run_dir} holds another run ({info.command}, fingerprint {info.fingerprint}); use a new --run-dir"
+            )
+        store.record_resume(provenance)
+        return store
+    store.start_run(
+        run_id=f"trojans-vision-{cfg.fingerprint()}-{int(time.time())}",
+        command=COMMAND,
+        method="trojans-vision",
+        config=cfg.model_dump(mode="json"),
+        fingerprint=cfg.fingerprint(),
+        seed=cfg.seeds[0],
+        provenance=provenance,
+    )
+    return store
+
+
+def base_model(
+    cfg: TrojansVisionConfig, data: ImageData, trojans: Sequence[Trojan], seed: int, run_dir: Path, device: torch.device
+) -> tuple[nn.Module, list[StepLog]]:
+    """The poisoned model of this seed: loaded from RUN_DIR/base_models/ if a previous process trained it."""
+    torch.manual_seed(derive_seed(seed, "init") % 2**63)
+    model = build_model(cfg.model, data, width=cfg.width)
+    path = run_dir / "base_models" / f"seed-{seed}.pt"
+    if path.exists():
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.to(device), []
+    gen = torch.Generator().manual_seed(derive_seed(seed, "poison") % 2**63)
+    x, y, _ = poison(data.train_x, data.train_y, trojans, rate=cfg.poison_rate, generator=gen)
+    settings = TrainSettings(lr=cfg.base_lr, seed=derive_seed(seed, "base") % 2**31)
+    trainer = AdversarialTrainer(model, ClassificationTask(), Defence(), settings, device=device)
+    logs = trainer.fit(_batches(x, y, cfg.batch_size, derive_seed(seed, "base"), cfg.base_epochs))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    return model, logs
+
+
+def make_defence(spec: DefenceSpec, cfg: TrojansVisionConfig, model: nn.Module, data: ImageData) -> Defence:
+    """The trainer's Defence for a spec; LAT's relative eps becomes absolute on the model's own activations."""
+    if spec.kind == "none":
+        return Defence()
+    if spec.kind == "at":
+        return Defence("at", ("",), "input", PGDSettings(spec.norm, spec.eps, cfg.attack_steps, bounds=(0.0, 1.0)))
+    eps = spec.eps
+    if spec.relative_eps:
+        sample = data.train_x[:512].to(next(model.parameters()).device)
+        scale = min(typical_norm(model, layer, lambda m: m(sample), spec.norm) for layer in spec.layers)
+        eps = spec.eps * scale
+    return Defence("lat", spec.layers, "output", PGDSettings(norm=spec.norm, eps=eps, steps=cfg.attack_steps))
+
+
+def evaluate(
+    model: nn.Module, cfg: TrojansVisionConfig, data: ImageData, trojans: Sequence[Trojan], seed: int
+) -> dict[str, float]:
+    device = next(model.parameters()).device
+    x, y = data.test_x.to(device), data.test_y.to(device)
+    metrics = {"clean_acc": float((predict(model, x) == y).float().mean())}
+    for trojan in trojans:
+        metrics[f"asr:{trojan.name}"] = attack_success_rate(model, x, y, trojan)
+    held_out = []
+    for text in cfg.eval_attacks:
+        spec = AttackSpec.parse(text)
+        value = robust_accuracy(model, x, y, spec, pgd_steps=cfg.eval_pgd_steps, seed=derive_seed(seed, "eval"))
+        metrics[f"robust:{spec.name}"] = value
+        if spec.family in cfg.held_out:
+            held_out.append(value)
+    metrics["mean_asr"] = sum(metrics[f"asr:{t.name}"] for t in trojans) / max(len(trojans), 1)
+    metrics["heldout_acc"] = sum(held_out) / len(held_out)
+    return metrics
+
+
+def describe(spec: DefenceSpec | None) -> dict[str, Any]:
+    if spec is None:
+        return {"kind": "poisoned", "family": "poisoned", "label": "poisoned, before fine-tuning"}
+    family = spec.kind if spec.kind != "lat" else f"lat-{'+'.join(spec.layers)}"
+    if spec.kind == "at":
+        family = f"at-{spec.norm}"
+    return {**spec.model_dump(mode="json"), "family": family, "label": spec.name}
+
+
+def run_trojans_vision(
+    cfg: TrojansVisionConfig,
+    run_dir: Path,
+    *,
+    trojans: Sequence[Trojan] | None = None,
+    provenance: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> RunStore:
+    """Run (or resume) the sweep into run_dir; returns the open store (the caller closes it)."""
+    from redlat.device import resolve_device
+
+    trojans = list(trojans) if trojans is not None else trojans_from_config(cfg)
+    data = load_images(
+        cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size, test_fraction=cfg.test_fraction,
+        seed=cfg.data_seed,
+    )
+    for trojan in trojans:
+        if not 0 <= trojan.target < data.classes:
+            raise ConfigError(f"trojan {trojan.name!r} targets class {trojan.target}; {data.name} has {data.classes}")
+    device = resolve_device(cfg.device)
+    store = open_store(run_dir, cfg, provenance or {})
+    try:
+        done = store.completed_results()
+        started = time.perf_counter()
+        for seed in cfg.seeds:
+            todo = [s for s in cfg.defences if (s.name, seed) not in done]
+            if (BASE, seed) in done and not todo:
+                continue
+            t0 = time.perf_counter()
+            base, base_logs = base_model(cfg, data, trojans, seed, run_dir, device)
+            if (BASE, seed) not in done:
+                metrics = evaluate(base, cfg, data, trojans, seed) | {"train_seconds": time.perf_counter() - t0}
+                store.write_result(BASE, seed, metrics, describe(None), [log.to_dict() for log in base_logs])
+                _say(progress, BASE, seed, metrics)
+            for spec in todo:
+                metrics, logs = _defend(cfg, data, trojans, seed, base, spec, device)
+                store.write_result(spec.name, seed, metrics, describe(spec), [log.to_dict() for log in logs])
+                _say(progress, spec.name, seed, metrics)
+        store.finish_run("complete", {"seconds": time.perf_counter() - started})
+        return store
+    except BaseException:
+        store.close()
+        raise
+
+
+def _defend(
+    cfg: TrojansVisionConfig,
+    data: ImageData,
+    trojans: Sequence[Trojan],
+    seed: int,
+    base: nn.Module,
+    spec: DefenceSpec,
+    device: torch.device,
+) -> tuple[dict[str, float], list[StepLog]]:
+    model = copy.deepcopy(base)
+    defence = make_defence(spec, cfg, model, data)
+    settings = TrainSettings(lr=cfg.finetune_lr, seed=derive_seed(seed, spec.name) % 2**31)
+    start = time.perf_counter()
+    logs = AdversarialTrainer(model, ClassificationTask(), defence, settings, device=device).fit(
+        _batches(data.train_x, data.train_y, cfg.batch_size, derive_seed(seed, "finetune"), cfg.finetune_epochs)
+    )
+    seconds = time.perf_counter() - start
+    metrics = evaluate(model, cfg, data, trojans, seed)
+    metrics |= {"train_seconds": seconds, "eps": defence.attack.eps if spec.kind != "none" else 0.0}
+    return metrics, logs
+
+
+def _say(progress: Progress | None, setting: str, seed: int, metrics: dict[str, float]) -> None:
+    line = (
+        f"{setting:<24} seed {seed}: clean {100 * metrics['clean_acc']:.1f}%  "
+        f"trojan success {100 * metrics['mean_asr']:.1f}%  held-out {100 * metrics['heldout_acc']:.1f}%"
+    )
+    log.info(line)
+    if progress is not None:
+        progress(line)
+
+
+def trojans_vision(
+    cfg: TrojansVisionConfig,
+    run_dir: Path,
+    *,
+    trojans: Sequence[Trojan] | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """The whole command as a function: run or resume, then summary.json and the two Pareto figures in run_dir."""
+    import json
+
+    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
+    from redlat.atomic import write_text_atomic
+    from redlat.provenance import collect
+
+    models = {"classifier": cfg.model, "dataset": cfg.dataset, "trojans": [t.model_dump() for t in cfg.trojans]}
+    if trojans is not None:
+        models["trojans"] = [{"name": t.name, "trigger": repr(t.trigger), "target": t.target} for t in trojans]
+    store = run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress)
+    with store:
+        summary = summarize_experiment(store)
+    figures = plot_fronts(summary, run_dir)
+    summary["figures"] = {key: str(path) for key, path in figures.items()}
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    return summary
+
+
+def default_run_dir(cfg: TrojansVisionConfig, root: Path = Path("runs")) -> Path:
+    return root / f"trojans-vision-{cfg.fingerprint()}"

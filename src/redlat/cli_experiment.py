@@ -1,0 +1,88 @@
+"""`redlat experiment ...`: complete experiments of the adversarial-training half. Heavy imports inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from redlat.cli_support import fail, set_flag
+from redlat.errors import RedlatError
+
+experiment_app = typer.Typer(
+    help="Complete experiments: plant trojans, defend with AT or LAT, measure robustness.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise RedlatError(f"--seeds takes comma-separated integers, like 0,1,2 (got {text!r})") from None
+
+
+@experiment_app.command("trojans-vision")
+def trojans_vision(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a small sweep (2 seeds, 5 defences, fewer steps): about a minute")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2,3,4]")] = None,
+    dataset: Annotated[str | None, typer.Option(help="digits | cifar10 | imagefolder [digits]")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")] = None,
+    model: Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="a line per finished setting")] = True,
+) -> None:
+    """Plant trojans in an image classifier by data poisoning, fine-tune on clean data with no defence, AT or LAT,
+    and measure clean accuracy, trojan success and robustness to held-out attacks (table, Pareto figures, JSON)."""
+    from redlat.config import QUICK_TROJANS_VISION, TrojansVisionConfig, build_config
+
+    overrides: dict[str, Any] = {}
+    try:
+        set_flag(overrides, "seeds", _seeds(seeds))
+        for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
+            set_flag(overrides, key, value)
+        cfg = build_config(
+            TrojansVisionConfig, config, overrides, preset=QUICK_TROJANS_VISION if quick else None
+        )
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    from redlat.adversarial.experiments.trojans_vision import default_run_dir
+    from redlat.adversarial.experiments.trojans_vision import trojans_vision as run
+
+    where = run_dir or default_run_dir(cfg)
+    typer.echo(f"storing run in {where}", err=True)
+    say = (lambda line: typer.echo(line, err=True)) if progress else None
+    try:
+        summary = run(cfg, where, progress=say)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        typer.secho(
+            f"\ninterrupted: rerun the same command with --run-dir {where} to resume; finished settings are kept",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from redlat.display import render_experiment
+
+    render_experiment(summary)
+    for path in summary["figures"].values():
+        typer.echo(f"figure: {path}", err=True)
+    typer.echo(f"summary: {Path(where) / 'summary.json'}", err=True)
+    sys.stdout.flush()
