@@ -49,11 +49,32 @@ _EXPORTS = {
     "load_causal_lm": "redlat.models.causal_lm",
     "Chatbot": "redlat.chatbot",
     "RedlatError": "redlat.errors",
+    # the adversarial-training half
+    "TrojansVisionConfig": "redlat.config",
+    "DefenceSpec": "redlat.config",
+    "TrojanSpec": "redlat.config",
+    "trojans_vision": "redlat.adversarial.experiments.trojans_vision",
+    "perturbed": "redlat.adversarial.hooks",
+    "pgd": "redlat.adversarial.pgd",
+    "PGDSettings": "redlat.adversarial.pgd",
+    "AdversarialTrainer": "redlat.adversarial.trainers",
+    "Defence": "redlat.adversarial.trainers",
+    "TrainSettings": "redlat.adversarial.trainers",
+    "apply_lora": "redlat.adversarial.trainers",
+    "ClassificationTask": "redlat.adversarial.tasks",
+    "LanguageModelTask": "redlat.adversarial.tasks",
+    "Trojan": "redlat.adversarial.trojans",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from redlat.adversarial.experiments.trojans_vision import trojans_vision
+    from redlat.adversarial.hooks import perturbed
+    from redlat.adversarial.pgd import PGDSettings, pgd
+    from redlat.adversarial.tasks import ClassificationTask, LanguageModelTask
+    from redlat.adversarial.trainers import AdversarialTrainer, Defence, TrainSettings, apply_lora
+    from redlat.adversarial.trojans import Trojan
     from redlat.analysis.analyze import analyze_run
     from redlat.analysis.stored import latest_analysis
     from redlat.api import summarize_run
@@ -63,6 +84,7 @@ if TYPE_CHECKING:
         AnalyzeConfig,
         ChatbotConfig,
         ClassifierSpec,
+        DefenceSpec,
         FewShotSettings,
         LoraSettings,
         RedGeneration,
@@ -71,6 +93,8 @@ if TYPE_CHECKING:
         RLSettings,
         SupervisedSettings,
         TargetGeneration,
+        TrojanSpec,
+        TrojansVisionConfig,
         build_config,
     )
     from redlat.diversity import distinct_n, self_bleu

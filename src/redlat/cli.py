@@ -215,14 +215,15 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
 
 @app.command()
 def summary(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `redlat redteam`")],
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `redlat redteam` or `redlat experiment`")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     threshold: Annotated[
         float | None, typer.Option(help="recount offensive replies at this threshold [the run's]")
     ] = None,
     top: Annotated[int, typer.Option(help="how many top-scoring test cases to show")] = 10,
 ) -> None:
-    """Summarise a stored run: yields, offensive-reply rate with a 95% interval, top test cases."""
+    """Summarise a stored run: yields, offensive-reply rate with a 95% interval, top test cases (for an experiment,
+    its results table)."""
     from redlat.display import render_summary
     from redlat.store import RunStore
     from redlat.summary import summarize
@@ -231,6 +232,9 @@ def summary(
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise RedlatError(f"--threshold must lie in [0, 1] (got {threshold})")
         with RunStore(run_dir) as store:
+            if store.has_run() and store.run_info().command.startswith("experiment "):
+                _experiment_summary(store, as_json)
+                return
             result = summarize(store, threshold=threshold, top=top)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
@@ -238,6 +242,18 @@ def summary(
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         render_summary(result)
+
+
+def _experiment_summary(store: Any, as_json: bool) -> None:
+    """An experiment's run directory: its table (or JSON), rebuilt from the store."""
+    from redlat.adversarial.experiments.pareto import summarize_experiment
+    from redlat.display import render_experiment
+
+    result = summarize_experiment(store)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        render_experiment(result)
 
 
 @app.command()

@@ -65,6 +65,13 @@ def test_rerun_resumes_without_recomputing(quick_run):
     assert after == before
 
 
+def test_summary_reads_an_experiment_run(quick_run):
+    run, first = quick_run
+    result = redlat("summary", str(run), "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["settings"] == json.loads(first.stdout)["settings"]
+
+
 def test_another_config_in_the_same_run_dir_is_refused(quick_run):
     run, _ = quick_run
     result = redlat("experiment", "trojans-vision", "--quick", "--seeds", "5", "--run-dir", str(run), timeout=120)

@@ -166,3 +166,58 @@ def test_bad_settings_are_clear():
         PGDSettings(bounds=(1.0, 0.0))
     with pytest.raises(ConfigError, match="per-token"):
         project(torch.zeros(2, 3), "l2", 1.0, "token")
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=50, max_position_embeddings=32)
+    return LlamaForCausalLM(config).eval()
+
+
+def _tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        vocab_size=50, max_position_embeddings=32, num_labels=2)
+    return BertForSequenceClassification(config).eval()
+
+
+def test_llama_family_decoder_layer_attack():
+    model = _tiny_llama()  # SmolLM2's architecture, tiny and random
+    ids = torch.randint(0, 50, (2, 6))
+    attention = torch.tensor([[1] * 6, [1] * 4 + [0] * 2])
+    batch = {"input_ids": ids, "attention_mask": attention, "labels": ids.masked_fill(attention == 0, -100)}
+    result = pgd(model, untargeted_lm(batch), ["model.layers.0", "model.embed_tokens"],
+                 PGDSettings(norm="l2", eps=1.0, steps=4), mask=attention)
+    assert all(d.shape == (2, 6, model.config.hidden_size) for d in result.deltas.values())
+    assert all(torch.all(d[attention == 0] == 0) for d in result.deltas.values())
+    from redlat.adversarial.hooks import perturbed
+
+    with torch.no_grad(), perturbed(model, result.deltas, mask=attention):
+        assert untargeted_lm(batch)(model).loss.mean() > result.clean.loss.mean()
+
+
+def test_bert_encoder_layer_attack_on_a_classifier():
+    model = _tiny_bert()
+    ids = torch.randint(0, 50, (8, 5))
+    attention = torch.ones(8, 5, dtype=torch.long)
+    attention[:4, 3:] = 0
+    labels = torch.randint(0, 2, (8,))
+
+    def objective(m):
+        logits = m(input_ids=ids, attention_mask=attention).logits
+        loss = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+        from redlat.adversarial.pgd import Outcome
+
+        return Outcome(loss, logits.argmax(-1) != labels)
+
+    result = pgd(model, objective, ["bert.encoder.layer.0"], PGDSettings(norm="linf", eps=0.5, steps=5,
+                 keep_best=True), mask=attention)
+    delta = result.deltas["bert.encoder.layer.0"]
+    assert torch.all(delta[attention == 0] == 0) and float(delta.abs().max()) <= 0.5 + 1e-6
+    assert torch.all(result.adversarial.loss >= result.clean.loss)
+    assert result.adversarial.loss.mean() > result.clean.loss.mean()

@@ -134,12 +134,16 @@ def plot_fronts(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
     paths = {}
     panels = [
-        ("clean_vs_trojan_success", "mean_asr", "mean trojan attack success rate (lower is better)", False),
-        ("clean_vs_heldout_robustness", "heldout_acc", "held-out robust accuracy (higher is better)", True),
+        ("clean_vs_trojan_success", "mean_asr", "mean trojan attack success rate (lower is better)"),
+        ("clean_vs_heldout_robustness", "heldout_acc", "held-out robust accuracy (higher is better)"),
     ]
+    titles = {
+        "clean_vs_trojan_success": "Clean accuracy vs trojan success",
+        "clean_vs_heldout_robustness": "Clean accuracy vs robustness to held-out attacks",
+    }
     families = sorted({s.get("family", s["setting"]) for s in summary["settings"] if s["setting"] != REFERENCE})
     colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
-    for key, metric, ylabel, _higher in panels:
+    for key, metric, ylabel in panels:
         fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=150)
         front = summary["pareto"][key]
         by_name = {s["setting"]: s for s in summary["settings"]}
@@ -156,7 +160,7 @@ def plot_fronts(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         ax.set_xlabel("clean accuracy")
         ax.set_ylabel(ylabel)
         seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-        ax.set_title(f"{key.replace('_', ' ')}: mean and 95% interval over {seeds} seeds", fontsize=9)
+        ax.set_title(f"{titles[key]}: mean and 95% interval over {seeds} seeds", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
         fig.tight_layout()
