@@ -75,6 +75,11 @@ def test_a_users_trigger_plugs_in(tmp_path):
     assert "asr:dot" in metrics and "asr:patch" not in metrics
     with pytest.raises(ConfigError, match="targets class 12"):
         run_trojans_vision(cfg, tmp_path / "bad", trojans=[Trojan("dot", corner_dot, 12)])
+    wrong_layer = TrojansVisionConfig.model_validate({**TINY, "defences": [{"kind": "lat", "layers": ["layer2"],
+                                                                            "eps": 0.1}]})
+    with pytest.raises(ConfigError, match="no submodule 'layer2'"):
+        run_trojans_vision(wrong_layer, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_lat_eps_is_relative_to_the_layers_activation_norm():
@@ -96,11 +101,52 @@ def test_data_sources_fail_clearly(tmp_path):
     digits = load_images("digits")
     assert digits.shape == (1, 8, 8) and len(digits.train_x) + len(digits.test_x) == 1797
     assert float(digits.train_x.min()) >= 0 and float(digits.train_x.max()) <= 1
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_images("imagefolder", data_dir=str(tmp_path / "missing"))
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds no images"):
+        load_images("imagefolder", data_dir=str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="needs data_dir"):
+        load_images("cifar10")
     try:
         import torchvision  # noqa: F401
     except ImportError:
         with pytest.raises(ConfigError, match="pip install torchvision"):
-            load_images("imagefolder", data_dir=str(tmp_path))
-        return
-    with pytest.raises(ConfigError, match=r"holds no images|does not exist"):
-        load_images("imagefolder", data_dir=str(tmp_path / "missing"))
+            load_images("cifar10", data_dir=str(tmp_path))
+
+
+def _write_folder(root: Path, sizes=((12, 12),)) -> None:
+    """Two classes of small RGB images: horizontal or vertical stripes, with noise."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for label, name in enumerate(["left", "right"]):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(30):
+            w, h = sizes[i % len(sizes)]
+            img = torch.rand(h, w, 3, generator=gen) * 0.3
+            if label == 0:
+                img[::2, :] += 0.6
+            else:
+                img[:, ::2] += 0.6
+            Image.fromarray((img.clamp(0, 1) * 255).byte().numpy()).save(root / name / f"{i}.png")
+
+
+def test_an_image_folder_runs_the_same_sweep(tmp_path):
+    _write_folder(tmp_path / "imgs")
+    data = load_images("imagefolder", data_dir=str(tmp_path / "imgs"))
+    assert data.shape == (3, 12, 12) and data.classes == 2 and len(data.train_x) + len(data.test_x) == 60
+    cfg = TrojansVisionConfig.model_validate(
+        {**TINY, "dataset": "imagefolder", "data_dir": str(tmp_path / "imgs"), "base_epochs": 20,
+         "trojans": [{"name": "patch", "kind": "patch", "target": 1}], "poison_rate": 0.2}
+    )
+    store = run_trojans_vision(cfg, tmp_path / "run")
+    with store:
+        summary = summarize_experiment(store)
+    assert [s["setting"] for s in summary["settings"]][:2] == ["poisoned", "none"]
+    assert summary["settings"][0]["metrics"]["clean_acc"]["mean"] > 0.8  # the stripes are learnt
+
+    _write_folder(tmp_path / "mixed", sizes=((12, 12), (10, 14)))
+    with pytest.raises(ConfigError, match="set image_size"):
+        load_images("imagefolder", data_dir=str(tmp_path / "mixed"))
+    assert load_images("imagefolder", data_dir=str(tmp_path / "mixed"), image_size=8).shape == (3, 8, 8)

@@ -18,6 +18,7 @@ to avoid).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -46,7 +47,7 @@ class PGDSettings:
     keep_best: bool = False  # per example, return the best perturbation seen, never one worse than none
     eval_mode: bool = True  # attack with the model in eval mode (as the published LAT code does)
     bounds: tuple[float, float] | None = None  # keep the perturbed values within [lo, hi] (pixels)
-    l1_quantile: float = 0.9  # L1 steps move the coordinates whose |gradient| is at or above this quantile
+    l1_quantile: float = 0.9  # L1 steps move the coordinates whose |gradient| is in the top (1 - this) share
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -209,7 +210,9 @@ def _ascent(g: torch.Tensor | None, s: PGDSettings, like: torch.Tensor) -> torch
         step = rows / rows.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)
     else:
         magnitude = rows.abs()
-        cutoff = torch.quantile(magnitude, s.l1_quantile, dim=1, keepdim=True)
+        # the k-th largest |gradient| per row (topk, unlike torch.quantile, has no input-size limit)
+        k = max(1, math.ceil((1 - s.l1_quantile) * rows.shape[1]))
+        cutoff = magnitude.topk(k, dim=1).values[:, -1:]
         chosen = (magnitude >= cutoff) & (magnitude > 0)
         step = rows.sign() * chosen
         step = step / step.abs().sum(dim=1, keepdim=True).clamp_min(1.0)

@@ -1,8 +1,9 @@
 """Image data and classifiers for the vision experiments.
 
-`digits` (scikit-learn's bundled 8x8 handwritten digits, real and offline) is the default. CIFAR-10 and any
-ImageFolder dataset go through torchvision (not installed by default: `pip install torchvision` matching your torch),
-with torchvision's ResNet-18; everything downstream is the same code. Images are float tensors (N, C, H, W) in [0, 1].
+`digits` (scikit-learn's bundled 8x8 handwritten digits, real and offline) is the default. Any folder in
+ImageFolder's layout is read with Pillow; CIFAR-10 and ResNet-18 come from torchvision (not installed by default:
+`pip install torchvision` matching your torch). Everything downstream is the same code.
+Images are float tensors (N, C, H, W) in [0, 1].
 """
 
 from __future__ import annotations
@@ -62,27 +63,55 @@ def load_images(
         return ImageData("digits", *_split(x, y, test_fraction, seed), classes=10)
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
-    vision = _torchvision()
     if data_dir is None:
         raise ConfigError(f"the {dataset} dataset needs data_dir (a folder holding it)")
     root = Path(data_dir).expanduser()
+    if dataset == "imagefolder":
+        x, y, classes = read_image_folder(root, image_size)
+        return ImageData(f"imagefolder:{root.name}", *_split(x, y, test_fraction, seed), classes=len(classes))
+    vision = _torchvision()
     steps = [vision.transforms.Resize((image_size, image_size))] if image_size else []
     transform = vision.transforms.Compose([*steps, vision.transforms.ToTensor()])
-    if dataset == "cifar10":
-        try:
-            train = vision.datasets.CIFAR10(str(root), train=True, transform=transform, download=False)
-            test = vision.datasets.CIFAR10(str(root), train=False, transform=transform, download=False)
-        except RuntimeError as exc:
-            raise ConfigError(f"CIFAR-10 not found in {root} ({exc}); download it there first") from None
-        (tx, ty), (vx, vy) = _stack(train), _stack(test)
-        return ImageData("cifar10", tx, ty, vx, vy, classes=10)
+    try:
+        train = vision.datasets.CIFAR10(str(root), train=True, transform=transform, download=False)
+        test = vision.datasets.CIFAR10(str(root), train=False, transform=transform, download=False)
+    except RuntimeError as exc:
+        raise ConfigError(f"CIFAR-10 not found in {root} ({exc}); download it there first") from None
+    (tx, ty), (vx, vy) = _stack(train), _stack(test)
+    return ImageData("cifar10", tx, ty, vx, vy, classes=10)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def read_image_folder(root: Path, image_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """ImageFolder's layout (one subfolder per class, sorted names = class indices), read with Pillow as RGB.
+
+    Read here rather than through torchvision so that folders work wherever torch does (torchvision has no CPU
+    build for every torch); images must share a size unless `image_size` resizes them to a square."""
+    from PIL import Image
+
     if not root.is_dir():
         raise ConfigError(f"image folder {root} does not exist (expected one subfolder per class)")
-    folder = vision.datasets.ImageFolder(str(root), transform=transform)
-    if len(folder) == 0:
-        raise ConfigError(f"image folder {root} holds no images")
-    x, y = _stack(folder)
-    return ImageData(f"imagefolder:{root.name}", *_split(x, y, test_fraction, seed), classes=len(folder.classes))
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((root / name).rglob("*")):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+                if image_size:
+                    rgb = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+                images.append(data.reshape(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0)
+            labels.append(index)
+    if not images:
+        raise ConfigError(f"image folder {root} holds no images (one subfolder per class, {', '.join(IMAGE_SUFFIXES)})")
+    sizes = {tuple(img.shape) for img in images}
+    if len(sizes) > 1:
+        raise ConfigError(f"images in {root} differ in size ({len(sizes)} sizes): set image_size to resize them")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.long), classes
 
 
 def _stack(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,7 +124,7 @@ def _torchvision() -> Any:
         import torchvision
     except ImportError:
         raise ConfigError(
-            "CIFAR-10, image folders and ResNet need torchvision: pip install torchvision (the build matching your "
+            "CIFAR-10 and ResNet need torchvision: pip install torchvision (the build matching your "
             "torch); the offline default, digits with small-cnn, needs nothing more"
         ) from None
     return torchvision

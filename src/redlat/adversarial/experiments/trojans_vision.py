@@ -21,6 +21,7 @@ from torch import nn
 
 from redlat.adversarial.attack_specs import AttackSpec
 from redlat.adversarial.experiments.images import ImageData, build_model, load_images
+from redlat.adversarial.hooks import find_module
 from redlat.adversarial.pgd import PGDSettings, typical_norm
 from redlat.adversarial.robustness import robust_accuracy
 from redlat.adversarial.tasks import ClassificationTask
@@ -98,7 +99,8 @@ def base_model(
 
 
 def make_defence(spec: DefenceSpec, cfg: TrojansVisionConfig, model: nn.Module, data: ImageData) -> Defence:
-    """The trainer's Defence for a spec; LAT's relative eps becomes absolute on the model's own activations."""
+    """The trainer's Defence for a spec; LAT's relative eps becomes absolute on the model's own activations (with
+    several layers, one eps for all: the fraction of the smallest layer's median norm)."""
     if spec.kind == "none":
         return Defence()
     if spec.kind == "at":
@@ -159,6 +161,10 @@ def run_trojans_vision(
     for trojan in trojans:
         if not 0 <= trojan.target < data.classes:
             raise ConfigError(f"trojan {trojan.name!r} targets class {trojan.target}; {data.name} has {data.classes}")
+    probe = build_model(cfg.model, data, width=cfg.width)
+    for spec in cfg.defences:
+        for layer in spec.layers:
+            find_module(probe, layer)  # a wrong layer name fails now, not after the poisoned model is trained
     device = resolve_device(cfg.device)
     store = open_store(run_dir, cfg, provenance or {})
     try:
