@@ -43,7 +43,9 @@ def trojans_vision(
     data_dir: Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")] = None,
     model: Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="a line per finished setting")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
+    ] = True,
 ) -> None:
     """Plant trojans in an image classifier by data poisoning, fine-tune on clean data with no defence, AT or LAT,
     and measure clean accuracy, trojan success and robustness to held-out attacks (table, Pareto figures, JSON)."""
@@ -64,9 +66,22 @@ def trojans_vision(
 
     where = run_dir or default_run_dir(cfg)
     typer.echo(f"storing run in {where}", err=True)
-    say = (lambda line: typer.echo(line, err=True)) if progress else None
+    bars: list[Any] = []
+
+    def make_bar(total: int, initial: int) -> Any:
+        from tqdm.auto import tqdm
+
+        bars.append(tqdm(total=total, initial=initial, unit="setting", desc="defences x seeds", file=sys.stderr))
+        return bars[-1]
+
+    def say(line: str) -> None:
+        if bars:
+            bars[-1].write(line, file=sys.stderr)
+        else:
+            typer.echo(line, err=True)
+
     try:
-        summary = run(cfg, where, progress=say)
+        summary = run(cfg, where, progress=say if progress else None, bar=make_bar if progress else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

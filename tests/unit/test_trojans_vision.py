@@ -49,7 +49,21 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_trojans_vision(cfg, tmp_path / "parted", progress=stop_after_two)
     assert len({(r[0], r[1]) for r in _results(tmp_path / "parted")}) == 2  # poisoned and none were committed
-    store = run_trojans_vision(cfg, tmp_path / "parted", progress=said.append)
+    bars: list[dict] = []
+
+    class Bar:
+        def __init__(self, total: int, initial: int) -> None:
+            self.state = {"total": total, "initial": initial, "updates": 0, "closed": False}
+            bars.append(self.state)
+
+        def update(self, n: int) -> None:
+            self.state["updates"] += n
+
+        def close(self) -> None:
+            self.state["closed"] = True
+
+    store = run_trojans_vision(cfg, tmp_path / "parted", progress=said.append, bar=Bar)
+    assert bars == [{"total": 4, "initial": 2, "updates": 2, "closed": True}]  # the bar resumes where it stopped
     with store:
         summary = summarize_experiment(store)
         assert store.run_info().status == "complete"

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 COMMAND = "experiment trojans-vision"
 BASE = "poisoned"  # the setting name of the poisoned model before any defence
-Progress = Callable[[str], None]
+Progress = Callable[[str], None]  # receives one line per finished (setting, seed)
+BarFactory = Callable[[int, int], Any]  # (total, already done) -> a tqdm-like bar with update() and close()
 
 
 def trojans_from_config(cfg: TrojansVisionConfig) -> list[Trojan]:
@@ -149,6 +150,7 @@ def run_trojans_vision(
     trojans: Sequence[Trojan] | None = None,
     provenance: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    bar: BarFactory | None = None,
 ) -> RunStore:
     """Run (or resume) the sweep into run_dir; returns the open store (the caller closes it)."""
     from redlat.device import resolve_device
@@ -167,9 +169,13 @@ def run_trojans_vision(
             find_module(probe, layer)  # a wrong layer name fails now, not after the poisoned model is trained
     device = resolve_device(cfg.device)
     store = open_store(run_dir, cfg, provenance or {})
+    progress_bar = None
     try:
         done = store.completed_results()
         started = time.perf_counter()
+        if bar is not None:
+            pairs = {(name, seed) for seed in cfg.seeds for name in [BASE, *(s.name for s in cfg.defences)]}
+            progress_bar = bar(len(pairs), len(pairs & done))
         for seed in cfg.seeds:
             todo = [s for s in cfg.defences if (s.name, seed) not in done]
             if (BASE, seed) in done and not todo:
@@ -179,16 +185,19 @@ def run_trojans_vision(
             if (BASE, seed) not in done:
                 metrics = evaluate(base, cfg, data, trojans, seed) | {"train_seconds": time.perf_counter() - t0}
                 store.write_result(BASE, seed, metrics, describe(None), [log.to_dict() for log in base_logs])
-                _say(progress, BASE, seed, metrics)
+                _say(progress, progress_bar, BASE, seed, metrics)
             for spec in todo:
                 metrics, logs = _defend(cfg, data, trojans, seed, base, spec, device)
                 store.write_result(spec.name, seed, metrics, describe(spec), [log.to_dict() for log in logs])
-                _say(progress, spec.name, seed, metrics)
+                _say(progress, progress_bar, spec.name, seed, metrics)
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
         return store
     except BaseException:
         store.close()
         raise
+    finally:
+        if progress_bar is not None:
+            progress_bar.close()
 
 
 def _defend(
@@ -213,7 +222,7 @@ def _defend(
     return metrics, logs
 
 
-def _say(progress: Progress | None, setting: str, seed: int, metrics: dict[str, float]) -> None:
+def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
     line = (
         f"{setting:<24} seed {seed}: clean {100 * metrics['clean_acc']:.1f}%  "
         f"trojan success {100 * metrics['mean_asr']:.1f}%  held-out {100 * metrics['heldout_acc']:.1f}%"
@@ -221,6 +230,8 @@ def _say(progress: Progress | None, setting: str, seed: int, metrics: dict[str, 
     log.info(line)
     if progress is not None:
         progress(line)
+    if bar is not None:
+        bar.update(1)
 
 
 def trojans_vision(
@@ -229,6 +240,7 @@ def trojans_vision(
     *,
     trojans: Sequence[Trojan] | None = None,
     progress: Progress | None = None,
+    bar: BarFactory | None = None,
 ) -> dict[str, Any]:
     """The whole command as a function: run or resume, then summary.json and the two Pareto figures in run_dir."""
     import json
@@ -240,7 +252,7 @@ def trojans_vision(
     models = {"classifier": cfg.model, "dataset": cfg.dataset, "trojans": [t.model_dump() for t in cfg.trojans]}
     if trojans is not None:
         models["trojans"] = [{"name": t.name, "trigger": repr(t.trigger), "target": t.target} for t in trojans]
-    store = run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress)
+    store = run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress, bar=bar)
     with store:
         summary = summarize_experiment(store)
     figures = plot_fronts(summary, run_dir)
