@@ -21,6 +21,7 @@ from torch import nn
 
 from redlat.adversarial.lm_batches import Messages, completion_batch, prompt_text
 from redlat.adversarial.objectives import token_losses
+from redlat.adversarial.tasks import to_device
 from redlat.dialogues import Dialogue
 
 
@@ -77,7 +78,7 @@ def target_logprob(
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
             batch = completion_batch(tokenizer, [(m, target) for m in chunk])
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = to_device(batch, device)
             values.append(-token_losses(model, batch, batch["labels"]))
         return float(torch.cat(values).mean())
     finally:

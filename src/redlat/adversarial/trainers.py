@@ -191,7 +191,7 @@ class AdversarialTrainer:
         step = self.step + 1
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(derive_seed(self.settings.seed, step, "step") % 2**63)
+            torch.manual_seed(derive_seed(self.settings.seed, step, "step"))
             log = self._step(batch, step)
         self.step = step
         log.seconds = time.perf_counter() - start
@@ -209,7 +209,7 @@ class AdversarialTrainer:
             targeted = d.kind == "targeted-lat"
             mask = task.mask(batch, targeted=targeted)
             objective = task.targeted(batch) if targeted else task.untargeted(batch)
-            gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.settings.seed, step, "pgd") % 2**63)
+            gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.settings.seed, step, "pgd"))
             root = hook_root(model)
             result = pgd(root, objective, d.layers, d.attack, where=d.where, mask=mask, generator=gen)
             with perturbed(root, result.deltas, mask=mask, where=d.where):

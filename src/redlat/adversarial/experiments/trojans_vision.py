@@ -48,7 +48,7 @@ def trojans_from_config(cfg: TrojansVisionConfig) -> list[Trojan]:
 def _batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, epochs: int) -> list[dict[str, torch.Tensor]]:
     out = []
     for epoch in range(epochs):
-        gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch) % 2**63)
+        gen = torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch))
         order = torch.randperm(len(x), generator=gen)
         out += [{"x": x[order[i : i + size]], "y": y[order[i : i + size]]} for i in range(0, len(x), size)]
     return out
@@ -83,13 +83,13 @@ def base_model(
     cfg: TrojansVisionConfig, data: ImageData, trojans: Sequence[Trojan], seed: int, run_dir: Path, device: torch.device
 ) -> tuple[nn.Module, list[StepLog]]:
     """The poisoned model of this seed: loaded from RUN_DIR/base_models/ if a previous process trained it."""
-    torch.manual_seed(derive_seed(seed, "init") % 2**63)
+    torch.manual_seed(derive_seed(seed, "init"))
     model = build_model(cfg.model, data, width=cfg.width)
     path = run_dir / "base_models" / f"seed-{seed}.pt"
     if path.exists():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.to(device), []
-    gen = torch.Generator().manual_seed(derive_seed(seed, "poison") % 2**63)
+    gen = torch.Generator().manual_seed(derive_seed(seed, "poison"))
     x, y, _ = poison(data.train_x, data.train_y, trojans, rate=cfg.poison_rate, generator=gen)
     settings = TrainSettings(lr=cfg.base_lr, seed=derive_seed(seed, "base") % 2**31)
     trainer = AdversarialTrainer(model, ClassificationTask(), Defence(), settings, device=device)
