@@ -54,6 +54,12 @@ _EXPORTS = {
     "DefenceSpec": "redlat.config",
     "TrojanSpec": "redlat.config",
     "trojans_vision": "redlat.adversarial.experiments.trojans_vision",
+    "TrojansLMConfig": "redlat.config",
+    "LMDefenceSpec": "redlat.config",
+    "LMTrojanSpec": "redlat.config",
+    "trojans_lm": "redlat.adversarial.experiments.trojans_lm",
+    "HardenConfig": "redlat.config",
+    "harden": "redlat.adversarial.harden",
     "perturbed": "redlat.adversarial.hooks",
     "pgd": "redlat.adversarial.pgd",
     "PGDSettings": "redlat.adversarial.pgd",
@@ -69,7 +75,9 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from redlat.adversarial.experiments.trojans_lm import trojans_lm
     from redlat.adversarial.experiments.trojans_vision import trojans_vision
+    from redlat.adversarial.harden import harden
     from redlat.adversarial.hooks import perturbed
     from redlat.adversarial.pgd import PGDSettings, pgd
     from redlat.adversarial.tasks import ClassificationTask, LanguageModelTask
@@ -86,6 +94,9 @@ if TYPE_CHECKING:
         ClassifierSpec,
         DefenceSpec,
         FewShotSettings,
+        HardenConfig,
+        LMDefenceSpec,
+        LMTrojanSpec,
         LoraSettings,
         RedGeneration,
         RedTeamConfig,
@@ -93,6 +104,7 @@ if TYPE_CHECKING:
         RLSettings,
         SupervisedSettings,
         TargetGeneration,
+        TrojansLMConfig,
         TrojanSpec,
         TrojansVisionConfig,
         build_config,

@@ -349,5 +349,14 @@ def _register_experiments() -> None:
 _register_experiments()
 
 
+def _register_harden() -> None:
+    from redlat.cli_harden import harden
+
+    app.command()(harden)
+
+
+_register_harden()
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,14 +65,59 @@ def trojans_vision(
     from redlat.adversarial.experiments.trojans_vision import default_run_dir
     from redlat.adversarial.experiments.trojans_vision import trojans_vision as run
 
-    where = run_dir or default_run_dir(cfg)
+    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
+
+
+@experiment_app.command("trojans-lm")
+def trojans_lm(
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="a small sweep (fewer dialogues, 3 defences, short sequences): a few minutes"),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0]")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="chat model: offline name, hub id or directory [smollm2-135m-instruct]")
+    ] = None,
+    dialogues: Annotated[
+        str | None, typer.Option(help="hh-harmless-base or an HH-format .jsonl(.gz) file [hh-harmless-base]")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
+    ] = True,
+) -> None:
+    """Plant trojans in a chat model by fine-tuning on poisoned dialogues, then forget on clean dialogues with plain
+    fine-tuning, AT, LAT or targeted LAT; measure trojan success, clean losses and drift (table, figures, JSON)."""
+    from redlat.config import QUICK_TROJANS_LM, TrojansLMConfig, build_config
+
+    overrides: dict[str, Any] = {}
+    try:
+        set_flag(overrides, "seeds", _seeds(seeds))
+        for key, value in (("model", model), ("dialogues", dialogues), ("device", device)):
+            set_flag(overrides, key, value)
+        cfg = build_config(TrojansLMConfig, config, overrides, preset=QUICK_TROJANS_LM if quick else None)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    from redlat.adversarial.experiments.trojans_lm import default_run_dir
+    from redlat.adversarial.experiments.trojans_lm import trojans_lm as run
+
+    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
+
+
+def _run(run: Callable[..., dict[str, Any]], where: Path, *, as_json: bool, progress: bool) -> None:
+    """Run an experiment with a progress bar over (setting, seed), then print its table (or JSON) and files."""
     typer.echo(f"storing run in {where}", err=True)
     bars: list[Any] = []
 
     def make_bar(total: int, initial: int) -> Any:
         from tqdm.auto import tqdm
 
-        bars.append(tqdm(total=total, initial=initial, unit="setting", desc="defences x seeds", file=sys.stderr))
+        bars.append(tqdm(total=total, initial=initial, unit="setting", desc="settings x seeds", file=sys.stderr))
         return bars[-1]
 
     def say(line: str) -> None:
@@ -81,7 +127,7 @@ def trojans_vision(
             typer.echo(line, err=True)
 
     try:
-        summary = run(cfg, where, progress=say if progress else None, bar=make_bar if progress else None)
+        summary = run(run_dir=where, progress=say if progress else None, bar=make_bar if progress else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

@@ -81,3 +81,31 @@ def read_hh(path: str | Path, *, limit: int | None = None) -> list[Dialogue]:
             '{"chosen": ..., "rejected": ...} lines'
         )
     return dialogues
+
+
+HH_HARMLESS_BASE = "hh-harmless-base"
+_HH_LOCAL = Path("..") / "shared" / "data" / "hh-rlhf_harmless-base_test.jsonl.gz"
+_HH_HUB = ("Anthropic/hh-rlhf", "harmless-base/test.jsonl.gz")
+
+
+def resolve_dialogues(source: str) -> Path:
+    """The file behind a dialogue source: a path, or `hh-harmless-base` (the copy in ../shared/data/ when present,
+    else HH-RLHF's harmless-base test split from the Hugging Face hub, cached by huggingface_hub)."""
+    if source != HH_HARMLESS_BASE:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"dialogues {source!r}: no such file; give an HH-format .jsonl(.gz) file or {HH_HARMLESS_BASE!r}"
+            )
+        return path
+    if _HH_LOCAL.is_file():
+        return _HH_LOCAL
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(_HH_HUB[0], _HH_HUB[1], repo_type="dataset"))
+    except Exception as exc:  # offline, no such repo, no permission: all mean the same to the user
+        raise ConfigError(
+            f"cannot get {HH_HARMLESS_BASE}: not at {_HH_LOCAL} and the hub download of {_HH_HUB[0]} "
+            f"({_HH_HUB[1]}) failed ({type(exc).__name__}). Download that file and pass its path as the dialogues."
+        ) from exc

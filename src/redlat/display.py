@@ -190,26 +190,35 @@ def render_analysis(analysis: dict[str, Any], *, console: Any = None) -> None:
 
 
 def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
-    """An experiment's table: mean and 95% interval over seeds, in percent; T/R mark the two Pareto fronts."""
+    """An experiment's table (or tables, when its layout splits the columns into panels): mean and 95% interval over
+    seeds, rates in percent; the last column marks the settings on each Pareto front."""
     from rich.console import Console
     from rich.table import Table
 
-    from redlat.adversarial.experiments.pareto import table_rows
+    from redlat.adversarial.experiments.pareto import caption, layout_of, table_rows
 
     if console is None:
         console = Console()
         console.width = max(console.width, 130)
     header, rows = table_rows(summary)
+    lay = layout_of(summary)
     seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-    table = Table(
-        title=f"Trojans and defences: % mean (95% interval) over {seeds} seeds",
-        caption="front: T = clean vs trojan success, R = clean vs held-out robustness "
-        f"(held out: {', '.join(summary['held_out_families'])})",
-        title_justify="left",
-        caption_justify="left",
-    )
-    for i, name in enumerate(header):
-        table.add_column(safe_text(name), justify="left" if i == 0 else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(*(safe_text(cell) for cell in row))
-    console.print(table)
+    title = f"Trojans and defences ({summary['experiment']}): mean (95% interval) over {seeds} seeds; rates in %"
+    metrics = [c.metric for c in lay.columns]
+    panels = [(name, [1 + metrics.index(m) for m in chosen if m in metrics]) for name, chosen in lay.panels]
+    if not panels:
+        panels = [("", list(range(1, len(header) - 1)))]
+    for number, (name, columns) in enumerate(panels):
+        last = number == len(panels) - 1
+        keep = [0, *columns, *([len(header) - 1] if last else [])]
+        table = Table(
+            title=f"{title}{': ' + name if name else ''}" if number == 0 else name,
+            caption=caption(summary) if last else None,
+            title_justify="left",
+            caption_justify="left",
+        )
+        for i in keep:
+            table.add_column(safe_text(header[i]), justify="left" if i == 0 else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(safe_text(row[i]) for i in keep))
+        console.print(table)

@@ -92,3 +92,82 @@ def test_bad_experiment_input_is_clear(tmp_path):
     result = redlat("experiment", "trojans-vision", "--dataset", "imagefolder", "--run-dir", str(tmp_path / "r"))
     assert result.returncode == 2 and ("torchvision" in result.stderr or "data_dir" in result.stderr)
     assert not (tmp_path / "r").exists()  # nothing written for bad input
+
+
+def test_trojans_lm_runs_from_a_config_file_and_summary_rebuilds_its_table(tmp_path, tiny_chat_path):
+    import yaml
+
+    from tiny_dialogues import tiny_config, write_hh
+
+    hh = write_hh(tmp_path / "hh.jsonl", 24)
+    cfg = tiny_config(tiny_chat_path, hh, defences=[{"kind": "none"}, {"kind": "at", "eps": 0.5}])
+    config = tmp_path / "lm.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    run = tmp_path / "run"
+    result = redlat("experiment", "trojans-lm", "--config", str(config), "--run-dir", str(run), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [s["setting"] for s in summary["settings"]] == ["original", "poisoned", "none", "at-0.5x"]
+    assert summary["settings"][1]["metrics"]["em:hate"]["mean"] == 1.0
+    assert all(Path(p).exists() for p in summary["figures"].values()) and (run / "summary.json").exists()
+    table = redlat("summary", str(run))
+    assert table.returncode == 0 and "trojans-lm" in table.stdout and "EM hate" in table.stdout
+    again = redlat("experiment", "trojans-lm", "--config", str(config), "--run-dir", str(run), "--no-progress")
+    assert again.returncode == 0 and "at-0.5x" in again.stdout  # nothing left to run: the table again
+
+
+def test_bad_trojans_lm_input_is_clear(tmp_path, tiny_chat_path):
+    from tiny_dialogues import write_hh
+
+    hh = str(write_hh(tmp_path / "hh.jsonl", 24))
+    r = tmp_path / "r"
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        f"model: {tiny_chat_path}\ndialogues: {hh}\nplant_dialogues: 6\nforget_dialogues: 6\neval_dialogues: 6\n"
+        "eval_generate: 6\ndefences: [{kind: lat, layers: [7], eps: 0.5}]\n"
+    )
+    result = redlat("experiment", "trojans-lm", "--config", str(small), "--run-dir", str(r))
+    assert result.returncode == 2 and "layer 7 does not exist" in result.stderr
+    result = redlat("experiment", "trojans-lm", "--config", str(small), "--model", "no-such-model", "--run-dir", str(r))
+    assert result.returncode == 2 and "smollm2-135m-instruct" in result.stderr and "Traceback" not in result.stderr
+    result = redlat("experiment", "trojans-lm", "--dialogues", str(tmp_path / "none.jsonl"), "--run-dir", str(r))
+    assert result.returncode == 2 and "no such file" in result.stderr
+    result = redlat("experiment", "trojans-lm", "--dialogues", hh, "--run-dir", str(r))
+    assert result.returncode == 2 and "this config needs 688" in result.stderr  # the default sweep's splits
+    assert not r.exists()  # nothing written for bad input
+
+
+def test_harden_refuses_bad_input_clearly_and_writes_nothing(tmp_path, tiny_chat_path):
+    from synthetic_runs import write_run
+
+    run = write_run(tmp_path / "zs", ["why?", "how?"], [0.1, 0.2])
+    out = tmp_path / "out"
+    result = redlat("harden", "--target", str(tiny_chat_path), "--from", str(run), "-o", str(out))
+    assert result.returncode == 2 and "no failure" in result.stderr and "0.200" in result.stderr
+    result = redlat("harden", "--target", str(tiny_chat_path), "--from", str(tmp_path / "nope"), "-o", str(out))
+    assert result.returncode == 2 and "not a run directory" in result.stderr
+    result = redlat("harden", "--target", str(tiny_chat_path), "-o", str(out))
+    assert result.returncode == 2 and "runs" in result.stderr
+    result = redlat("harden", "--target", str(tiny_chat_path), "--from", str(run), "-o", str(out), "--method", "x")
+    assert result.returncode == 2 and "method" in result.stderr
+    assert not out.exists() and "Traceback" not in result.stderr
+
+
+def test_harden_trains_saves_and_the_hardened_model_can_be_red_teamed(tmp_path, questioner_chat_path):
+    from synthetic_runs import write_run
+
+    cases = [f"why is the {w} blue?" for w in ("cat", "dog", "tree", "sky")] + ["what is nice?", "who are we?"]
+    run = write_run(tmp_path / "zs", cases, [0.9, 0.8, 0.7, 0.6, 0.1, 0.0], classifier="profanity",
+                    replies=["you stupid idiot"] * 4 + ["nice"] * 2)
+    out = tmp_path / "hard"
+    config = tmp_path / "h.yaml"
+    config.write_text("held_out: 1\nepochs: 1\nsafe_samples: 2\nlayers: [1]\nmax_prompt_tokens: 48\ndevice: cpu\n")
+    result = redlat("harden", "--target", str(questioner_chat_path), "--from", str(run), "-o", str(out),
+                    "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    measures = json.loads(result.stdout)
+    assert measures["counts"] == {"failures": 4, "retain": 1, "held_out": 1}
+    assert set(measures["before"]) == {"perplexity", "failure_rate"} and "agreement" in measures["after"]
+    again = redlat("redteam", "--target", str(out), "--red", str(questioner_chat_path), "--n", "3",
+                   "--classifier", "profanity", "--run-dir", str(tmp_path / "again"), "--device", "cpu")
+    assert again.returncode == 0, again.stderr

@@ -61,3 +61,29 @@ def test_config_is_frozen_and_fingerprint_tracks_results_settings():
         cfg.n = 11  # type: ignore[misc]
     assert cfg.fingerprint() == RedTeamConfig(n=10).fingerprint()
     assert cfg.fingerprint() != RedTeamConfig(n=10, seed=1).fingerprint()
+
+
+def test_trojans_lm_and_harden_configs_check_what_they_are_given():
+    from redlat.config import QUICK_TROJANS_LM, HardenConfig, TrojansLMConfig, build_config
+
+    cfg = TrojansLMConfig()
+    assert [d.name for d in cfg.defences] == [
+        "none", "at-0.1x", "lat-4-0.03x", "lat-4-0.1x", "lat-12-0.1x", "tlat-4+12-0.1x"
+    ]
+    assert cfg.dialogues_needed == 400 + 2 * 128 + 32 and len(cfg.trojans) == 4
+    quick = build_config(TrojansLMConfig, None, {"seeds": [3]}, preset=QUICK_TROJANS_LM)
+    assert quick.plant_dialogues == 32 and quick.seeds == (3,) and quick.fingerprint() != cfg.fingerprint()
+    with pytest.raises(ConfigError, match="eval_generate cannot exceed"):
+        build_config(TrojansLMConfig, None, {"eval_dialogues": 4, "eval_generate": 8})
+    with pytest.raises(ConfigError, match="distinct names"):
+        build_config(TrojansLMConfig, None, {"trojans": [{"name": "a", "trigger": "x", "target": "y"}] * 2})
+    with pytest.raises(ConfigError, match="layers are for lat and targeted-lat"):
+        build_config(TrojansLMConfig, None, {"defences": [{"kind": "at", "eps": 0.1, "layers": [3]}]})
+    base = {"target": "t", "runs": ["r"], "output": "o"}
+    assert HardenConfig.model_validate(base).attack_layers == (4,)
+    assert HardenConfig.model_validate(base | {"method": "at"}).attack_layers == (0,)
+    assert HardenConfig.model_validate(base | {"method": "tlat", "layers": [0, 8]}).attack_layers == (0, 8)
+    with pytest.raises(ConfigError, match="sft perturbs nothing"):
+        build_config(HardenConfig, None, base | {"method": "sft", "layers": [4]})
+    with pytest.raises(ConfigError, match="runs"):
+        build_config(HardenConfig, None, {"target": "t", "output": "o"})

@@ -95,3 +95,26 @@ def test_targeted_lat_on_pair_batches_weakens_a_planted_trigger(tiny_chat_path):
     defence = Defence("targeted-lat", ("transformer.h.0",), attack=PGDSettings("l2", 2.0, 3, per="token"))
     AdversarialTrainer(model, LanguageModelTask(), defence, TrainSettings(lr=3e-3)).fit([clean] * 10)
     assert pull() > planted + 0.5
+
+
+def test_dialogue_sources_resolve_to_a_file_or_say_how_to_get_one(tmp_path, monkeypatch):
+    import redlat.dialogues as dialogues
+    from redlat.dialogues import HH_HARMLESS_BASE, resolve_dialogues
+
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("{}\n")
+    assert resolve_dialogues(str(mine)) == mine
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_dialogues(str(tmp_path / "nope.jsonl"))
+    monkeypatch.setattr(dialogues, "_HH_LOCAL", mine)
+    assert resolve_dialogues(HH_HARMLESS_BASE) == mine  # the shared copy when present
+    monkeypatch.setattr(dialogues, "_HH_LOCAL", tmp_path / "absent.jsonl.gz")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(ConfigError, match="Download that file and pass its path"):
+        resolve_dialogues(HH_HARMLESS_BASE)

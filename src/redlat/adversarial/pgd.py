@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -48,13 +48,14 @@ class PGDSettings:
     eval_mode: bool = True  # attack with the model in eval mode (as the published LAT code does)
     bounds: tuple[float, float] | None = None  # keep the perturbed values within [lo, hi] (pixels)
     l1_quantile: float = 0.9  # L1 steps move the coordinates whose |gradient| is in the top (1 - this) share
+    layer_eps: tuple[tuple[str, float], ...] = ()  # (module, eps) pairs that override eps for those modules
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)}, not {self.norm!r}")
         if self.per not in ("example", "token"):
             raise ConfigError(f"per must be 'example' or 'token', not {self.per!r}")
-        if self.eps < 0 or self.steps < 0:
+        if self.eps < 0 or self.steps < 0 or any(eps < 0 for _, eps in self.layer_eps):
             raise ConfigError("eps and steps must not be negative")
         if self.step_size is not None and self.step_size <= 0:
             raise ConfigError("step_size must be positive")
@@ -62,6 +63,11 @@ class PGDSettings:
             raise ConfigError("l1_quantile must be in [0, 1)")
         if self.bounds is not None and self.bounds[0] >= self.bounds[1]:
             raise ConfigError(f"bounds must be (low, high) with low < high, not {self.bounds}")
+
+    def for_layer(self, name: str) -> PGDSettings:
+        """The settings of one module: its own eps (and the default step size that follows from it) if it has one."""
+        eps = dict(self.layer_eps).get(name)
+        return self if eps is None else replace(self, eps=eps, layer_eps=())
 
     @property
     def alpha(self) -> float:
@@ -124,7 +130,8 @@ def pgd(
         missing = [name for name in layers if name not in acts]
         if missing:
             raise ConfigError(f"the forward pass never reached {', '.join(map(repr, missing))}")
-        deltas = {name: _start(acts[name], settings, mask, generator) for name in layers}
+        own = {name: settings.for_layer(name) for name in layers}
+        deltas = {name: _start(acts[name], own[name], mask, generator) for name in layers}
         best = _Best(deltas, clean) if settings.keep_best else None
         for _ in range(settings.steps):
             for d in deltas.values():
@@ -136,7 +143,7 @@ def pgd(
                 best.offer(deltas, out.detached())
             with torch.no_grad():
                 deltas = {
-                    name: _constrain(d.detach() + _ascent(g, settings, d), acts[name], settings, mask)
+                    name: _constrain(d.detach() + _ascent(g, own[name], d), acts[name], own[name], mask)
                     for (name, d), g in zip(deltas.items(), grads, strict=True)
                 }
         adversarial = None
@@ -280,13 +287,25 @@ def _start(value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None, gen: 
     return _constrain((rows / length * radius).reshape(value.shape), value, s, mask)
 
 
-def typical_norm(model: nn.Module, layer: str, run: Callable[[nn.Module], object], norm: Norm = "l2") -> float:
-    """The median per-example norm of a module's output on one forward pass: a scale for latent eps."""
+def typical_norm(
+    model: nn.Module,
+    layer: str,
+    run: Callable[[nn.Module], object],
+    norm: Norm = "l2",
+    *,
+    per: Per = "example",
+    mask: torch.Tensor | None = None,
+) -> float:
+    """The median per-example (or per-token) norm of a module's output on one forward pass: a scale for latent eps.
+    With `per="token"`, `mask` (batch x tokens, 1 = counted) leaves padding and other tokens out of the median."""
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad(), captured(model, [layer]) as acts:
             run(model)
-        return float(group_norms(acts[layer], norm).median())
+        values = group_norms(acts[layer], norm, per)
+        if per == "token" and mask is not None:
+            values = values[mask.to(values.device).bool()]
+        return float(values.float().median())
     finally:
         model.train(was_training)

@@ -19,6 +19,7 @@ randomness is seeded from (seed, step)).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from itertools import islice
@@ -249,4 +250,6 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Mod
     settings = settings or LoraSettings(enabled=True)
     if not settings.enabled:
         return model
-    return get_peft_model(model, lora_config(settings))
+    with warnings.catch_warnings():  # peft asks a deprecated transformers property; not the user's concern
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return get_peft_model(model, lora_config(settings))

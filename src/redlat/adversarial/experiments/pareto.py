@@ -1,21 +1,90 @@
 """An experiment's results, from the store: mean and 95% interval over seeds, Pareto fronts, table, figures.
 
 The interval is Student's t over seeds (mean +- t(0.975, n - 1) * sd / sqrt(n)); with one seed it is the point.
-Fronts: the settings no other setting beats on both axes (clean accuracy up; trojan success down, or held-out
-robust accuracy up). The poisoned model before fine-tuning is shown for reference and is not on a front.
+Fronts: the settings no other setting beats on both of a front's axes (the x axis is what the defence keeps, higher
+is better; the y axis a failure, lower is better, or a robustness, higher is better). Reference settings (the models
+before any defence) are shown and not on a front. What the axes and columns are depends on the experiment: a
+`Layout` says it, built from the run's config (`layout_for`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redlat.store import RunStore
 
-REFERENCE = "poisoned"
-UNBOUNDED = ("train_seconds", "eps")  # every other metric is a rate in [0, 1]
+
+@dataclass(frozen=True)
+class Front:
+    key: str  # the front's name in the summary and the figure's file name (pareto_KEY.png)
+    y: str  # the metric on the y axis
+    higher_y_is_better: bool
+    y_label: str
+    title: str
+    mark: str  # the letter that marks its members in the table's last column
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    metric: str
+    percent: bool = True  # a rate shown in percent; else the number with two decimals
+
+
+@dataclass(frozen=True)
+class Layout:
+    experiment: str
+    x: str  # what the defence keeps (higher is better)
+    x_label: str
+    references: tuple[tuple[str, str], ...]  # (setting, legend label) of the models before any defence
+    fronts: tuple[Front, ...]
+    columns: tuple[Column, ...]
+    unbounded: tuple[str, ...]  # metrics that are not rates in [0, 1] (their interval is not clipped)
+    defence_names: tuple[str, ...]  # the sweep's settings, in the config's order
+    caption: str = ""
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # terminal: (title, metrics) per table; () = one table
+
+
+def layout_for(command: str, config: dict[str, Any]) -> Layout:
+    """The layout of a stored experiment, from its command and config."""
+    if command == "experiment trojans-lm":
+        from redlat.adversarial.experiments.trojans_lm import layout
+
+        return layout(config)
+    return _vision_layout(config)
+
+
+def _vision_layout(config: dict[str, Any]) -> Layout:
+    from redlat.config import DefenceSpec
+
+    trojans = [t["name"] for t in config.get("trojans", [])]
+    held_out = list(config.get("held_out", []))
+    return Layout(
+        experiment="trojans-vision",
+        x="clean_acc",
+        x_label="clean accuracy",
+        references=(("poisoned", "poisoned (no fine-tuning)"),),
+        fronts=(
+            Front("clean_vs_trojan_success", "mean_asr", False,
+                  "mean trojan attack success rate (lower is better)", "Clean accuracy vs trojan success", "T"),
+            Front("clean_vs_heldout_robustness", "heldout_acc", True,
+                  "held-out robust accuracy (higher is better)", "Clean accuracy vs robustness to held-out attacks",
+                  "R"),
+        ),
+        columns=(
+            Column("clean acc", "clean_acc"),
+            *(Column(f"ASR {t}", f"asr:{t}") for t in trojans),
+            Column("held-out acc", "heldout_acc"),
+        ),
+        unbounded=("train_seconds", "eps"),
+        defence_names=tuple(DefenceSpec.model_validate(d).name for d in config.get("defences", [])),
+        caption="front: T = clean vs trojan success, R = clean vs held-out robustness "
+        f"(held out: {', '.join(held_out)})",
+    )
 
 
 def interval(values: list[float], bounds: tuple[float, float] | None = None) -> dict[str, float]:
@@ -51,13 +120,15 @@ def pareto_front(points: dict[str, tuple[float, float]], *, higher_y_is_better: 
 
 def summarize_experiment(store: RunStore) -> dict[str, Any]:
     info = store.run_info()
+    lay = layout_for(info.command, info.config)
     details = store.result_settings()
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     seeds: dict[str, set[int]] = defaultdict(set)
     for row in store.results():
         values[row["setting"]][row["metric"]].append(row["value"])
         seeds[row["setting"]].add(row["seed"])
-    order = [REFERENCE] + [d["name"] for d in _defence_order(info.config)]
+    references = [name for name, _ in lay.references]
+    order = [*references, *lay.defence_names]
     settings = []
     for name in [n for n in order if n in values] + sorted(set(values) - set(order)):
         settings.append(
@@ -66,48 +137,52 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
                 **{k: v for k, v in details.get(name, {}).items() if k in ("kind", "family", "label")},
                 "seeds": sorted(seeds[name]),
                 "metrics": {
-                    metric: interval(vals, None if metric in UNBOUNDED else (0.0, 1.0))
+                    metric: interval(vals, None if metric in lay.unbounded else (0.0, 1.0))
                     for metric, vals in sorted(values[name].items())
                 },
             }
         )
-    defended = {s["setting"]: s["metrics"] for s in settings if s["setting"] != REFERENCE}
-    trojan_points = {n: (m["clean_acc"]["mean"], m["mean_asr"]["mean"]) for n, m in defended.items()}
-    robust_points = {n: (m["clean_acc"]["mean"], m["heldout_acc"]["mean"]) for n, m in defended.items()}
+    defended = {s["setting"]: s["metrics"] for s in settings if s["setting"] not in references}
+    fronts = {}
+    for front in lay.fronts:
+        points = {
+            n: (m[lay.x]["mean"], m[front.y]["mean"]) for n, m in defended.items() if lay.x in m and front.y in m
+        }
+        fronts[front.key] = pareto_front(points, higher_y_is_better=front.higher_y_is_better)
     return {
-        "experiment": "trojans-vision",
+        "experiment": lay.experiment,
         "run_dir": str(store.run_dir),
         "status": info.status,
         "config": info.config,
         "trojans": [t["name"] for t in info.config.get("trojans", [])],
         "held_out_families": list(info.config.get("held_out", [])),
         "settings": settings,
-        "pareto": {
-            "clean_vs_trojan_success": pareto_front(trojan_points, higher_y_is_better=False),
-            "clean_vs_heldout_robustness": pareto_front(robust_points, higher_y_is_better=True),
-        },
+        "pareto": fronts,
     }
 
 
-def _defence_order(config: dict[str, Any]) -> list[dict[str, str]]:
-    from redlat.config import DefenceSpec
-
-    return [{"name": DefenceSpec.model_validate(d).name} for d in config.get("defences", [])]
+def layout_of(summary: dict[str, Any]) -> Layout:
+    command = "experiment trojans-lm" if summary["experiment"] == "trojans-lm" else "experiment trojans-vision"
+    return layout_for(command, summary["config"])
 
 
 def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows for a terminal or Markdown table: mean (low-high) in percent."""
+    """Header and rows for a terminal or Markdown table: mean (low-high), rates in percent; the last column holds the
+    marks of the fronts a setting is on."""
+    lay = layout_of(summary)
     fronts = summary["pareto"]
-    header = ["setting", "clean acc", *[f"ASR {t}" for t in summary["trojans"]], "held-out acc", "front"]
+    header = ["setting", *[c.header for c in lay.columns], "front"]
     rows = []
     for s in summary["settings"]:
         m = s["metrics"]
-        marks = ("T" if s["setting"] in fronts["clean_vs_trojan_success"] else "") + (
-            "R" if s["setting"] in fronts["clean_vs_heldout_robustness"] else ""
-        )
-        cells = [_pct(m["clean_acc"]), *[_pct(m[f"asr:{t}"]) for t in summary["trojans"]], _pct(m["heldout_acc"])]
+        marks = "".join(f.mark for f in lay.fronts if s["setting"] in fronts.get(f.key, []))
+        cells = [_cell(m.get(c.metric), c.percent) for c in lay.columns]
         rows.append([s["setting"], *cells, marks])
     return header, rows
+
+
+def caption(summary: dict[str, Any]) -> str:
+    return layout_of(summary).caption
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
@@ -117,70 +192,69 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pct(stat: dict[str, float]) -> str:
-    if math.isnan(stat["mean"]):
+def _cell(stat: dict[str, float] | None, percent: bool) -> str:
+    if stat is None or math.isnan(stat["mean"]):
         return "n/a"
+    scale, digits = (100, 1) if percent else (1, 2)
     if stat["n"] <= 1:
-        return f"{100 * stat['mean']:.1f}"
-    return f"{100 * stat['mean']:.1f} ({100 * stat['low']:.1f}-{100 * stat['high']:.1f})"
+        return f"{scale * stat['mean']:.{digits}f}"
+    return f"{scale * stat['mean']:.{digits}f} ({scale * stat['low']:.{digits}f}-{scale * stat['high']:.{digits}f})"
 
 
 def plot_fronts(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Two figures: clean accuracy against trojan success, and against held-out robust accuracy."""
+    """One figure per front: what the defence keeps (x) against a failure or a robustness (y)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lay = layout_of(summary)
+    references = dict(lay.references)
     paths = {}
-    panels = [
-        ("clean_vs_trojan_success", "mean_asr", "mean trojan attack success rate (lower is better)"),
-        ("clean_vs_heldout_robustness", "heldout_acc", "held-out robust accuracy (higher is better)"),
-    ]
-    titles = {
-        "clean_vs_trojan_success": "Clean accuracy vs trojan success",
-        "clean_vs_heldout_robustness": "Clean accuracy vs robustness to held-out attacks",
-    }
-    families = sorted({s.get("family", s["setting"]) for s in summary["settings"] if s["setting"] != REFERENCE})
+    families = sorted({s.get("family", s["setting"]) for s in summary["settings"] if s["setting"] not in references})
     colours = {f: plt.get_cmap("tab10")(i % 10) for i, f in enumerate(families)}
-    for key, metric, ylabel in panels:
+    by_name = {s["setting"]: s for s in summary["settings"]}
+    for front in lay.fronts:
         fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=150)
-        front = summary["pareto"][key]
-        by_name = {s["setting"]: s for s in summary["settings"]}
+        names = summary["pareto"][front.key]
         for family in families:
-            members = [s for s in summary["settings"] if s.get("family") == family and s["setting"] != REFERENCE]
-            _errorbars(ax, members, metric, colours[family], family)
-        if REFERENCE in by_name:
-            _errorbars(ax, [by_name[REFERENCE]], metric, "black", "poisoned (no fine-tuning)", marker="X")
-        xs = [by_name[n]["metrics"]["clean_acc"]["mean"] for n in front]
-        ys = [by_name[n]["metrics"][metric]["mean"] for n in front]
+            members = [s for s in summary["settings"] if s.get("family") == family and s["setting"] not in references]
+            _errorbars(ax, members, lay.x, front.y, colours[family], family)
+        for i, (name, label) in enumerate(lay.references):
+            if name in by_name:
+                _errorbars(ax, [by_name[name]], lay.x, front.y, str(0.45 * i), label, marker="X")
+        xs = [by_name[n]["metrics"][lay.x]["mean"] for n in names]
+        ys = [by_name[n]["metrics"][front.y]["mean"] for n in names]
         ax.plot(xs, ys, color="0.3", linestyle="--", linewidth=1, zorder=0, label="Pareto front")
-        for name, x, y in zip(front, xs, ys, strict=True):
+        for name, x, y in zip(names, xs, ys, strict=True):
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6)
-        ax.set_xlabel("clean accuracy")
-        ax.set_ylabel(ylabel)
+        ax.set_xlabel(lay.x_label)
+        ax.set_ylabel(front.y_label)
         seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-        ax.set_title(f"{titles[key]}: mean and 95% interval over {seeds} seeds", fontsize=9)
+        ax.set_title(f"{front.title}: mean and 95% interval over {seeds} seed{'s' if seeds != 1 else ''}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
         fig.tight_layout()
-        path = out_dir / f"pareto_{key}.png"
+        path = out_dir / f"pareto_{front.key}.png"
         fig.savefig(path)
         plt.close(fig)
-        paths[key] = path
+        paths[front.key] = path
     return paths
 
 
-def _errorbars(ax: Any, members: list[dict[str, Any]], metric: str, colour: Any, label: str, marker: str = "o") -> None:
+def _errorbars(
+    ax: Any, members: list[dict[str, Any]], x: str, y: str, colour: Any, label: str, marker: str = "o"
+) -> None:
+    members = [m for m in members if x in m["metrics"] and y in m["metrics"]]
     if not members:
         return
-    xs = [m["metrics"]["clean_acc"] for m in members]
-    ys = [m["metrics"][metric] for m in members]
+    xs = [m["metrics"][x] for m in members]
+    ys = [m["metrics"][y] for m in members]
     ax.errorbar(
-        [x["mean"] for x in xs],
-        [y["mean"] for y in ys],
-        xerr=[[x["mean"] - x["low"] for x in xs], [x["high"] - x["mean"] for x in xs]],
-        yerr=[[y["mean"] - y["low"] for y in ys], [y["high"] - y["mean"] for y in ys]],
+        [v["mean"] for v in xs],
+        [v["mean"] for v in ys],
+        xerr=[[v["mean"] - v["low"] for v in xs], [v["high"] - v["mean"] for v in xs]],
+        yerr=[[v["mean"] - v["low"] for v in ys], [v["high"] - v["mean"] for v in ys]],
         fmt=marker,
         color=colour,
         markersize=4,

@@ -21,6 +21,7 @@ from torch import nn
 
 from redlat.adversarial.attack_specs import AttackSpec
 from redlat.adversarial.experiments.images import ImageData, build_model, load_images
+from redlat.adversarial.experiments.runs import open_experiment_store
 from redlat.adversarial.hooks import find_module
 from redlat.adversarial.pgd import PGDSettings, typical_norm
 from redlat.adversarial.robustness import robust_accuracy
@@ -29,7 +30,7 @@ from redlat.adversarial.trainers import AdversarialTrainer, Defence, StepLog, Tr
 from redlat.adversarial.trojans import Trojan, attack_success_rate, poison, predict, trigger_from_spec
 from redlat.atomic import write_atomic
 from redlat.config import DefenceSpec, TrojansVisionConfig
-from redlat.errors import ConfigError, RunDirMismatchError
+from redlat.errors import ConfigError
 from redlat.generation import derive_seed
 from redlat.store import RunStore
 
@@ -56,27 +57,7 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, epochs: int
 
 def open_store(run_dir: Path, cfg: TrojansVisionConfig, provenance: dict[str, Any]) -> RunStore:
     """A new experiment store, or the existing one of the same config (else RunDirMismatchError; nothing written)."""
-    existing = (run_dir / "run.sqlite").exists()
-    store = RunStore(run_dir, create=True)
-    if existing and store.has_run():
-        info = store.run_info()
-        if info.command != COMMAND or info.fingerprint != cfg.fingerprint():
-            store.close()
-            raise RunDirMismatchError(
-                f"{run_dir} holds another run ({info.command}, fingerprint {info.fingerprint}); use a new --run-dir"
-            )
-        store.record_resume(provenance)
-        return store
-    store.start_run(
-        run_id=f"trojans-vision-{cfg.fingerprint()}-{int(time.time())}",
-        command=COMMAND,
-        method="trojans-vision",
-        config=cfg.model_dump(mode="json"),
-        fingerprint=cfg.fingerprint(),
-        seed=cfg.seeds[0],
-        provenance=provenance,
-    )
-    return store
+    return open_experiment_store(run_dir, COMMAND, cfg, provenance)
 
 
 def base_model(
