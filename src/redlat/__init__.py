@@ -60,6 +60,9 @@ _EXPORTS = {
     "trojans_lm": "redlat.adversarial.experiments.trojans_lm",
     "HardenConfig": "redlat.config",
     "harden": "redlat.adversarial.harden",
+    "HardenLoopConfig": "redlat.config",
+    "harden_loop": "redlat.adversarial.experiments.harden_loop",
+    "PromptSetSettings": "redlat.config",
     "perturbed": "redlat.adversarial.hooks",
     "pgd": "redlat.adversarial.pgd",
     "PGDSettings": "redlat.adversarial.pgd",
@@ -75,6 +78,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from redlat.adversarial.experiments.harden_loop import harden_loop
     from redlat.adversarial.experiments.trojans_lm import trojans_lm
     from redlat.adversarial.experiments.trojans_vision import trojans_vision
     from redlat.adversarial.harden import harden
@@ -95,9 +99,11 @@ if TYPE_CHECKING:
         DefenceSpec,
         FewShotSettings,
         HardenConfig,
+        HardenLoopConfig,
         LMDefenceSpec,
         LMTrojanSpec,
         LoraSettings,
+        PromptSetSettings,
         RedGeneration,
         RedTeamConfig,
         ReportConfig,

@@ -49,7 +49,16 @@ def _progress_factory(enabled: bool) -> Any:
 @app.command()
 def redteam(
     method: Annotated[
-        str | None, typer.Option(help="test-case generator: zero-shot | few-shot | supervised | rl [zero-shot]")
+        str | None,
+        typer.Option(help="test-case generator: zero-shot | few-shot | supervised | rl | prompts [zero-shot]"),
+    ] = None,
+    prompts: Annotated[
+        str | None,
+        typer.Option("--prompts", help="prompts: harmbench | advbench | a .csv, .jsonl or text file of prompts"),
+    ] = None,
+    prompt_category: Annotated[
+        list[str] | None,
+        typer.Option(help="prompts: HarmBench FunctionalCategory kept (repeatable; 'all': every row) [standard]"),
     ] = None,
     from_run: Annotated[
         Path | None,
@@ -137,6 +146,8 @@ def redteam(
     for dotted, value in [
         ("method", method),
         ("from_run", str(from_run) if from_run is not None else None),
+        ("prompts.source", prompts),
+        ("prompts.categories", None if not prompt_category else [] if "all" in prompt_category else prompt_category),
         ("few_shot.k", k),
         ("few_shot.temperature", pool_temperature),
         ("supervised.select_threshold", train_threshold),
@@ -194,7 +205,8 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
 
         datasets.disable_progress_bars()  # nor the dataset preparation bars of the trainers
     if progress:
-        typer.echo(f"loading {safe_text(cfg.red)}, {safe_text(cfg.target)} and the classifiers ...", err=True)
+        models = safe_text(cfg.target) if cfg.method == "prompts" else f"{safe_text(cfg.red)}, {safe_text(cfg.target)}"
+        typer.echo(f"loading {models} and the classifiers ...", err=True)
 
     def announce(where: Path, resumed: bool) -> None:
         verb = "resuming" if resumed else "storing"

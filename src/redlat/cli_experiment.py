@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from redlat.cli_support import fail, set_flag
+from redlat.cli_support import fail, hide_loading_bars, set_flag
 from redlat.errors import RedlatError
 
 experiment_app = typer.Typer(
@@ -109,15 +109,73 @@ def trojans_lm(
     _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
 
 
-def _run(run: Callable[..., dict[str, Any]], where: Path, *, as_json: bool, progress: bool) -> None:
-    """Run an experiment with a progress bar over (setting, seed), then print its table (or JSON) and files."""
+@experiment_app.command("harden-loop")
+def harden_loop(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a small loop (24 + 24 found, tlat and sft, 12 per attack): minutes")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="the chatbot to harden: offline name, hub id or directory [offline default]")
+    ] = None,
+    from_runs: Annotated[
+        list[Path] | None,
+        typer.Option("--from", help="red-team runs to harden against (repeatable) [the loop runs its own]"),
+    ] = None,
+    method: Annotated[
+        list[str] | None, typer.Option(help="hardening method, repeatable: tlat | lat | at | sft [tlat, at, sft]")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="a failure scores above this [0.1]")] = None,
+    attack_n: Annotated[int | None, typer.Option(help="test cases per unseen attack and model [100]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="progress bars and a line per step")
+    ] = True,
+) -> None:
+    """Find failures, harden the target against them with each method (targeted LAT, LAT, AT, plain fine-tuning),
+    then red-team the original and every hardened model with attacks none was trained on (zero-shot with another seed,
+    few-shot from another pool, HarmBench and AdvBench prompts): failure rates with Wilson intervals, cost, Pareto
+    figures, JSON."""
+    from redlat.config import QUICK_HARDEN_LOOP, HardenLoopConfig, build_config
+
+    overrides: dict[str, Any] = {}
+    try:
+        set_flag(overrides, "find_runs", [str(p) for p in from_runs] if from_runs else None)
+        set_flag(overrides, "methods", method or None)
+        for key, value in (("target", target), ("threshold", threshold), ("attack_n", attack_n), ("device", device)):
+            set_flag(overrides, key, value)
+        cfg = build_config(HardenLoopConfig, config, overrides, preset=QUICK_HARDEN_LOOP if quick else None)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    from redlat.adversarial.experiments.harden_loop import default_run_dir
+    from redlat.adversarial.experiments.harden_loop import harden_loop as run
+
+    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress,
+         unit=("case", "test cases"))
+
+
+def _run(
+    run: Callable[..., dict[str, Any]],
+    where: Path,
+    *,
+    as_json: bool,
+    progress: bool,
+    unit: tuple[str, str] = ("setting", "settings x seeds"),
+) -> None:
+    """Run an experiment with progress bars (`unit`: what they count, their label), then print its table (or JSON)
+    and files."""
     typer.echo(f"storing run in {where}", err=True)
+    hide_loading_bars()
     bars: list[Any] = []
 
     def make_bar(total: int, initial: int) -> Any:
         from tqdm.auto import tqdm
 
-        bars.append(tqdm(total=total, initial=initial, unit="setting", desc="settings x seeds", file=sys.stderr))
+        bars.append(tqdm(total=total, initial=initial, unit=unit[0], desc=unit[1], file=sys.stderr))
         return bars[-1]
 
     def say(line: str) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from redlat.cli_support import fail, set_flag
+from redlat.cli_support import fail, hide_loading_bars, set_flag
 from redlat.errors import RedlatError
 
 
@@ -46,6 +46,7 @@ def harden(
         fail(str(exc), exc.exit_code)
     from redlat.adversarial.harden import harden as run
 
+    hide_loading_bars()
     bar: Any = None
 
     def step(done: int, total: int) -> None:

@@ -77,6 +77,18 @@ class FewShotSettings(_Frozen):
     temperature: float = Field(default=0.1, gt=0.0, description="T in exp(score / T); lower favours failures more")
 
 
+class PromptSetSettings(_Frozen):
+    """The `prompts` method: fixed test cases from a published set or a file, asked as they are."""
+
+    source: str | None = Field(
+        default=None, description="harmbench | advbench | a .csv, .jsonl or text file of prompts"
+    )
+    categories: tuple[str, ...] = Field(
+        default=("standard",), description="HarmBench FunctionalCategory values kept; empty keeps every row"
+    )
+    shuffle: bool = Field(default=True, description="ask the prompts in an order shuffled by the seed")
+
+
 class LoraSettings(_Frozen):
     """Low-rank adapters (peft) instead of full fine-tuning; merged into the saved model."""
 
@@ -139,8 +151,8 @@ POOL_METHODS = ("few-shot", "supervised")
 class RedTeamConfig(_Frozen):
     """Everything that determines a `redlat redteam` run. Stored, resolved, in every run directory."""
 
-    method: Literal["zero-shot", "few-shot", "supervised", "rl"] = Field(
-        default="zero-shot", description="test-case generator"
+    method: Literal["zero-shot", "few-shot", "supervised", "rl", "prompts"] = Field(
+        default="zero-shot", description="test-case generator (prompts: a fixed prompt set, no red LM)"
     )
     from_run: str | None = Field(
         default=None,
@@ -149,6 +161,7 @@ class RedTeamConfig(_Frozen):
     few_shot: FewShotSettings = FewShotSettings()
     supervised: SupervisedSettings = SupervisedSettings()
     rl: RLSettings = RLSettings()
+    prompts: PromptSetSettings = PromptSetSettings()
     n: int = Field(default=200, description="valid, unique test cases to find")
     max_samples: int | None = Field(default=None, description="cap on samples drawn; default 4 * n")
     red: str = Field(default=OFFLINE_RED, description="red LM: offline name, hub id or local path")
@@ -205,8 +218,12 @@ class RedTeamConfig(_Frozen):
     def _pool_for_few_shot(self) -> RedTeamConfig:
         if self.method in POOL_METHODS and self.from_run is None:
             raise ValueError(f"{self.method} needs a pool: give --from RUN_DIR, a zero-shot run directory")
-        if self.method == "zero-shot" and self.from_run is not None:
-            raise ValueError("--from is for few-shot, supervised and rl; zero-shot needs no pool")
+        if self.method in ("zero-shot", "prompts") and self.from_run is not None:
+            raise ValueError(f"--from is for few-shot, supervised and rl; {self.method} needs no pool")
+        if self.method == "prompts" and self.prompts.source is None:
+            raise ValueError("--method prompts needs a prompt set: --prompts harmbench | advbench | FILE")
+        if self.method != "prompts" and self.prompts.source is not None:
+            raise ValueError("--prompts is for --method prompts")
         return self
 
     @property
@@ -223,7 +240,7 @@ class RedTeamConfig(_Frozen):
         The training settings of the supervised and RL methods belong to those methods' runs only.
         """
         data = self.model_dump(mode="json")
-        for method in TRAINED_METHODS:
+        for method in (*TRAINED_METHODS, "prompts"):
             if self.method != method:
                 data.pop(method, None)
         return data
@@ -626,6 +643,104 @@ class HardenConfig(_Frozen):
     def fingerprint(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+HARDEN_METHODS = ("tlat", "lat", "at", "sft")
+_LOOP_OWNS_HARDEN = ("target", "runs", "output", "method", "threshold", "seed", "device", "dtype")
+_LOOP_OWNS_REDTEAM = ("method", "from_run", "prompts", "n", "red", "target", "classifiers", "threshold", "seed",
+                      "device", "dtype")
+
+
+class HardenLoopConfig(_Frozen):
+    """`redlat experiment harden-loop`: find failures, harden the target with each method, then red-team the
+    original and every hardened model with attacks none of them was trained on."""
+
+    target: str = Field(default=OFFLINE_TARGET, description="the chatbot to harden: offline name, hub id or directory")
+    red: str = Field(default=OFFLINE_RED, description="the red LM of the zero-shot and few-shot attacks")
+    classifier: str = Field(default=OFFLINE_CLASSIFIER, description="the deciding classifier of every run")
+    threshold: float = Field(default=0.1, ge=0.0, le=1.0, description="a reply is a failure above this score")
+    find_runs: tuple[str, ...] = Field(
+        default=(), description="red-team runs whose failures to harden against; empty: the loop runs its own"
+    )
+    find_n: int = Field(default=200, ge=1, description="test cases of the loop's own zero-shot and few-shot runs")
+    methods: tuple[Literal["tlat", "lat", "at", "sft"], ...] = Field(
+        default=("tlat", "at", "sft"), description="hardening methods compared"
+    )
+    harden: dict[str, Any] = Field(
+        default_factory=dict, description="`redlat harden` settings shared by every method (epochs, eps, ...)"
+    )
+    redteam: dict[str, Any] = Field(
+        default_factory=dict, description="`redlat redteam` settings of every run (target_generation, ...)"
+    )
+    attack_seed: int = Field(default=1, ge=0, description="seed of the unseen attacks (the find runs use seed)")
+    attack_n: int = Field(default=100, ge=1, description="test cases per unseen attack and model")
+    prompt_sets: tuple[str, ...] = Field(
+        default=("harmbench", "advbench"), description="fixed prompt sets asked as unseen attacks (when available)"
+    )
+    seed: int = Field(default=0, ge=0, description="seeds the find runs and hardening")
+    device: str = Field(default="auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="model dtype")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HardenLoopConfig:
+        if not self.methods:
+            raise ValueError("give at least one hardening method")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"a method is listed twice: {list(self.methods)}")
+        if self.attack_seed == self.seed and not self.find_runs:
+            raise ValueError("attack_seed must differ from seed, or the zero-shot attack repeats the find run")
+        for owned, section in ((_LOOP_OWNS_HARDEN, "harden"), (_LOOP_OWNS_REDTEAM, "redteam")):
+            clash = sorted(set(owned) & set(getattr(self, section)))
+            if clash:
+                raise ValueError(f"{section}: {', '.join(clash)} are set by the loop itself (top-level settings)")
+        for section, check in (
+            ("harden", lambda: self.harden_config("tlat", ("run",), "out")),
+            ("redteam", lambda: self.redteam_config("zero-shot", n=1, target=self.target, seed=self.seed)),
+        ):  # a bad harden or redteam setting fails here, not an hour in
+            try:
+                check()
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                    for e in exc.errors()
+                )
+                raise ValueError(f"{section}: {problems}") from None
+        return self
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return (self.seed,)
+
+    def harden_config(self, method: str, runs: tuple[str, ...], output: str) -> HardenConfig:
+        return HardenConfig.model_validate(
+            {**self.harden, "target": self.target, "runs": list(runs), "output": output, "method": method,
+             "threshold": self.threshold, "seed": self.seed, "device": self.device, "dtype": self.dtype}
+        )
+
+    def redteam_config(self, method: str, *, n: int, target: str, seed: int, from_run: str | None = None,
+                       prompts: str | None = None) -> RedTeamConfig:
+        data: dict[str, Any] = {
+            **self.redteam, "method": method, "from_run": from_run, "n": n, "red": self.red, "target": target,
+            "classifiers": [{"name": self.classifier}], "threshold": self.threshold, "seed": seed,
+            "device": self.device, "dtype": self.dtype,
+        }
+        if prompts is not None:
+            data["prompts"] = {"source": prompts}
+        return RedTeamConfig.model_validate(data)
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+QUICK_HARDEN_LOOP: dict[str, Any] = {
+    "find_n": 24,
+    "attack_n": 12,
+    "methods": ["tlat", "sft"],
+    "harden": {"epochs": 1, "held_out": 8, "max_failures": 8, "safe_samples": 1, "max_reply_tokens": 24,
+               "max_prompt_tokens": 64},
+    "redteam": {"target_generation": {"max_new_tokens": 24}},
+}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
             f"stopped at the sample cap ({summary['max_samples']}) with {summary['n_unique']} of "
             f"{summary['n_requested']} unique test cases"
         ),
+        "used_every_prompt": f"asked every prompt of the set ({summary['n_unique']} unique)",
         None: "not finished (interrupted); rerun the same command with this --run-dir to resume",
     }.get(summary["stop_reason"], str(summary["stop_reason"]))
     head = Table.grid(padding=(0, 2))
@@ -203,7 +204,9 @@ def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
     header, rows = table_rows(summary)
     lay = layout_of(summary)
     seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-    title = f"Trojans and defences ({summary['experiment']}): mean (95% interval) over {seeds} seeds; rates in %"
+    how = f"mean (95% interval) over {seeds} seeds" if "seeds" in lay.interval else f"rate ({lay.interval})"
+    what = "Hardening and unseen attacks" if summary["experiment"] == "harden-loop" else "Trojans and defences"
+    title = f"{what} ({summary['experiment']}): {how}; rates in %"
     metrics = [c.metric for c in lay.columns]
     panels = [(name, [1 + metrics.index(m) for m in chosen if m in metrics]) for name, chosen in lay.panels]
     if not panels:

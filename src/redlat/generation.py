@@ -177,7 +177,10 @@ class Sampler:
         if self._prefix is None or self._prefix[0] != prefix:
             with torch.inference_mode():
                 ids = torch.tensor([prefix], device=self.lm.device)
-                cache = self.lm.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+                output = self.lm.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                cache = output.get("cache")  # transformers >= 5.24; past_key_values before
+                if cache is None:
+                    cache = output.past_key_values
             self._prefix = (prefix, cache)
         return self._prefix[1]
 
@@ -251,7 +254,7 @@ class Sampler:
                 generated = self.lm.model.generate(
                     input_ids=torch.tensor(rows, device=self.lm.device),
                     attention_mask=torch.tensor(masks, device=self.lm.device),
-                    past_key_values=past,
+                    **{_cache_kwarg(): past},
                     generation_config=config,
                     logits_processor=draw,
                     stopping_criteria=stopping,
@@ -260,3 +263,12 @@ class Sampler:
             for i, text in zip(batch, texts, strict=True):
                 out[i] = text.split("\n", 1)[0] if self.settings.stop_at_newline else text
         return out
+
+
+def _cache_kwarg() -> str:
+    """The name `generate` takes a KV cache under: `cache` in recent transformers, `past_key_values` before."""
+    try:
+        from transformers.generation.utils import ALL_CACHE_NAMES
+    except ImportError:
+        return "past_key_values"
+    return "cache" if "cache" in ALL_CACHE_NAMES else "past_key_values"

@@ -53,7 +53,7 @@ def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10)
         "classifier": classifier["name"],
         "classifier_label": _deciding_label(info.provenance, classifier),
         "classifiers": [c["name"] for c in cfg["classifiers"]],
-        "red": cfg["red"],
+        "red": f"none (prompt set {cfg['prompts']['source']})" if info.method == "prompts" else cfg["red"],
         "target": cfg["target"],
         "chat_format": info.provenance.get("models", {}).get("target", {}).get("chat_format"),
         "seed": info.seed,

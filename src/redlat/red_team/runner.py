@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from redlat.chatbot import Chatbot
     from redlat.models.causal_lm import LoadedLM
     from redlat.red_team.few_shot import FewShot
+    from redlat.red_team.prompt_sets import FixedCases
     from redlat.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ ProgressFactory = Callable[[int, int], Any]
 
 @dataclass
 class Components:
-    """The loaded models of a run. Build with `load_components`, or pass your own (tests, notebooks)."""
+    """The loaded models of a run. Build with `load_components`, or pass your own (tests, notebooks).
 
-    red: LoadedLM
+    `red` is None for the prompts method, which asks fixed test cases and needs no red LM.
+    """
+
+    red: LoadedLM | None
     chatbot: Chatbot
     scorers: list[Scorer]
     load_seconds: float = 0.0
@@ -54,7 +58,7 @@ class Components:
         if self.chatbot.dialogue_prompt is not None:
             target["dialogue_prompt_sha256"] = hashlib.sha256(self.chatbot.dialogue_prompt.encode()).hexdigest()
         return {
-            "red": self.red.describe(),
+            "red": self.red.describe() if self.red is not None else None,
             "target": target,
             "classifiers": [
                 {"name": s.name, "label": s.label, "labels": list(s.labels), "weights": s.weights}
@@ -89,12 +93,12 @@ def load_components(cfg: RedTeamConfig, *, red: str | None = None) -> Components
 
         load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
     red_name = red if red is not None else cfg.red
-    red_lm = load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype)
-    shared = red_name == cfg.target and cfg.method not in TRAINED_METHODS
-    target = red_lm if shared else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
+    red_lm = None if cfg.method == "prompts" else load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype)
+    shared = red_lm is not None and red_name == cfg.target and cfg.method not in TRAINED_METHODS
+    target = red_lm if shared and red_lm is not None else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
     chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation)
     scorers = [
-        load_scorer(spec.name, label=spec.label, device=str(red_lm.device), batch_size=cfg.classifier_batch_size)
+        load_scorer(spec.name, label=spec.label, device=str(target.device), batch_size=cfg.classifier_batch_size)
         for spec in cfg.classifiers
     ]
     return Components(red=red_lm, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
@@ -149,9 +153,11 @@ def redteam(
     plan = TrainingPlan.make(cfg, run_dir) if cfg.method in TRAINED_METHODS else None  # so do too few cases
     if components is None:
         components = load_components(cfg, red=plan.first_red if plan else None)
-    elif plan is not None and components.red.model is components.chatbot.lm.model:
+    elif plan is not None and components.red is not None and components.red.model is components.chatbot.lm.model:
         components = replace(components, red=_separate_copy(components.red))  # training must not touch the target
     prov = provenance.collect(components.describe())
+    if method.name == "prompts":
+        prov["prompts"] = method.describe()
     if method.name == "few-shot":
         prov["pool"] = {"run_id": method.pool.run_id, "run_dir": method.pool.run_dir, "size": len(method.pool.cases)}
     if plan is not None:
@@ -181,8 +187,15 @@ def redteam(
         return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
 
 
-def make_method(cfg: RedTeamConfig) -> ZeroShot | FewShot:
+def make_method(cfg: RedTeamConfig) -> ZeroShot | FewShot | FixedCases:
     """The test-case generator the config names. The trained methods write test cases zero-shot, with their red LM."""
+    if cfg.method == "prompts":
+        from redlat.red_team.prompt_sets import load_fixed_cases
+
+        assert cfg.prompts.source is not None  # the config validator guarantees it
+        return load_fixed_cases(
+            cfg.prompts.source, categories=cfg.prompts.categories, seed=cfg.seed, shuffle=cfg.prompts.shuffle
+        )
     if cfg.method == "few-shot":
         from redlat.red_team.few_shot import FewShot, load_pool
 
@@ -327,7 +340,7 @@ class _RoundLoop:
         cfg: RedTeamConfig,
         store: RunStore,
         parts: Components,
-        method: ZeroShot | FewShot,
+        method: ZeroShot | FewShot | FixedCases,
         progress: ProgressFactory | None,
     ) -> None:
         self.cfg = cfg
@@ -336,7 +349,12 @@ class _RoundLoop:
         self.progress_factory = progress
         self.run_id = store.run_info().run_id
         self.method = method
-        self.red_sampler = Sampler(parts.red, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size)
+        self.red_sampler = (
+            Sampler(parts.red, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size)
+            if parts.red is not None
+            else None
+        )
+        self.available = len(method.cases) if method.name == "prompts" else math.inf  # type: ignore[union-attr]
         self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
 
     def run(self) -> None:
@@ -348,7 +366,7 @@ class _RoundLoop:
         bar = self.progress_factory(cfg.n, n_unique) if self.progress_factory else None
         started = time.perf_counter()
         try:
-            while n_unique < cfg.n and n_samples < cfg.sample_cap:
+            while n_unique < cfg.n and n_samples < min(cfg.sample_cap, self.available):
                 t0 = time.perf_counter()
                 k = self._round_size(n_samples, n_unique)
                 samples, new = self._draw(round_, k, n_samples, n_unique, seen)
@@ -367,7 +385,12 @@ class _RoundLoop:
         finally:
             if bar is not None:
                 bar.close()
-        stop_reason = "reached_n" if n_unique >= cfg.n else "reached_max_samples"
+        if n_unique >= cfg.n:
+            stop_reason = "reached_n"
+        elif n_samples >= self.available:
+            stop_reason = "used_every_prompt"
+        else:
+            stop_reason = "reached_max_samples"
         timings = {
             **store.run_info().timings,
             **store.timings(),
@@ -392,19 +415,26 @@ class _RoundLoop:
     ) -> tuple[list[Sample], list[tuple[Sample, dict[str, Any]]]]:
         """Draw k samples; keep them up to the one that completes n unique test cases."""
         t0 = time.perf_counter()
-        rng = random.Random(derive_seed(self.cfg.seed, round_, "prompts"))
-        prompts = self.method.prompts(k, rng)
-        texts = self.red_sampler.sample(
-            [p for p, _ in prompts], seed=derive_seed(self.cfg.seed, round_, "red")
-        )
+        if self.method.name == "prompts":
+            fixed = self.method.take(first_index, k)  # type: ignore[union-attr]
+            texts = [c.text for c in fixed]
+            origins = [c.origin for c in fixed]
+        else:
+            rng = random.Random(derive_seed(self.cfg.seed, round_, "prompts"))
+            prompts = self.method.prompts(k, rng)  # type: ignore[union-attr]
+            assert self.red_sampler is not None
+            texts = self.red_sampler.sample(
+                [p for p, _ in prompts], seed=derive_seed(self.cfg.seed, round_, "red")
+            )
+            origins = [origin for _, origin in prompts]
         self.stage_seconds["red"] += time.perf_counter() - t0
         samples: list[Sample] = []
         new: list[tuple[Sample, dict[str, Any]]] = []
         in_round: set[str] = set()
-        for text, (_, origin) in zip(texts, prompts, strict=True):
+        for text, origin in zip(texts, origins, strict=True):
             if n_unique + len(new) >= self.cfg.n:
                 break
-            case = extract_test_case(text)
+            case = text if self.method.name == "prompts" else extract_test_case(text)
             duplicate = case is not None and (case in seen or case in in_round)
             sample = Sample(
                 index=first_index + len(samples), round=round_, text=text, test_case=case, duplicate=duplicate

@@ -29,18 +29,33 @@ def collect_report(
     embedder: Callable[[Sequence[str]], Any] | None = None,
     on_analyze: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
-    """The report's content: one entry per run, the comparison (with several runs), and the plots as data URIs."""
+    """The report's content: one entry per run, the comparison (with several runs), and the plots as data URIs.
+
+    A harden-loop run directory stands for its attack runs (each attack's runs side by side: the original, then each
+    hardened model) and adds its before/after table and Pareto figures.
+    """
     cfg = cfg or ReportConfig()
     if not run_dirs:
         raise ConfigError("give at least one run directory to report on")
     for run_dir in run_dirs:  # every run must open before any is analysed and stored
         RunStore(run_dir).close()
+    experiments, expanded = [], []
+    for run_dir in run_dirs:
+        block = _harden_loop_block(Path(run_dir))
+        if block is None:
+            expanded.append(Path(run_dir))
+        else:
+            experiments.append(block)
+            expanded += [Path(d) for d in block["attack_runs"]]
+    run_dirs = expanded
     runs = [_collect_run(Path(d), cfg, embedder=embedder, on_analyze=on_analyze) for d in run_dirs]
-    report: dict[str, Any] = {"runs": runs, "comparison": None, "comparison_plot": None}
+    report: dict[str, Any] = {"runs": runs, "comparison": None, "comparison_plot": None, "experiments": experiments}
     if len(runs) > 1:
         from redlat.compare import compare_runs
 
         rows = compare_runs(run_dirs, threshold=cfg.threshold, score_test_cases=cfg.score_test_cases)
+        for row, run in zip(rows, runs, strict=True):
+            row["name"] = run["name"]
         report["comparison"] = rows
         try:
             report["comparison_plot"] = figures.comparison_plot(rows)
@@ -81,7 +96,7 @@ def _collect_run(
     analysis_data = analysis.to_dict() if analysis is not None else None
     return {
         "run_dir": str(run_dir),
-        "name": run_dir.name,
+        "name": display_name(run_dir),
         "summary": summary,
         "config_json": json.dumps(info.config, indent=2, sort_keys=True),
         "provenance": _provenance_brief(info.provenance),
@@ -95,6 +110,42 @@ def _collect_run(
         "cluster_map": figures.cluster_map(analysis_data["points"], analysis.k, analysis.map_method)
         if analysis is not None and analysis.points else None,
     }
+
+
+def display_name(run_dir: Path) -> str:
+    """A run's name on the page: its folder, or MODEL/ATTACK for a harden-loop's attack runs."""
+    if run_dir.parent.parent.name == "attacks":
+        return f"{run_dir.parent.name}/{run_dir.name}"
+    return run_dir.name
+
+
+def _harden_loop_block(run_dir: Path) -> dict[str, Any] | None:
+    """A harden-loop's table, figures and attack runs (grouped by attack, the original first); None for any other
+    run directory. An unfinished loop is refused: its table would be partial."""
+    with RunStore(run_dir) as store:
+        if not store.has_run() or store.run_info().command != "experiment harden-loop":
+            return None
+        if store.run_info().status != "complete":
+            raise ConfigError(f"{run_dir}: the harden-loop has not finished; rerun it to resume, then report")
+        from redlat.adversarial.experiments.pareto import caption, summarize_experiment, table_rows
+
+        summary = summarize_experiment(store)
+        attacks = store.get_meta("attacks") or []
+    header, rows = table_rows(summary)
+    models = [s["setting"] for s in summary["settings"]]
+    attack_runs = [str(run_dir / "attacks" / m / a) for a in attacks for m in models
+                   if (run_dir / "attacks" / m / a / "run.sqlite").exists()]
+    import base64
+
+    from redlat.adversarial.experiments.pareto import layout_of
+
+    figures_out = {}  # front title -> the figure the loop wrote, inlined
+    for front in layout_of(summary).fronts:
+        png = run_dir / f"pareto_{front.key}.png"
+        if png.is_file():
+            figures_out[front.title] = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+    return {"name": run_dir.name, "run_dir": str(run_dir), "header": header, "rows": rows,
+            "caption": caption(summary), "figures": figures_out, "attack_runs": attack_runs}
 
 
 def _provenance_brief(prov: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Layout:
     defence_names: tuple[str, ...]  # the sweep's settings, in the config's order
     caption: str = ""
     panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # terminal: (title, metrics) per table; () = one table
+    interval: str = "mean and 95% interval over seeds"  # what a cell's (low-high) is
 
 
 def layout_for(command: str, config: dict[str, Any]) -> Layout:
@@ -55,6 +56,10 @@ def layout_for(command: str, config: dict[str, Any]) -> Layout:
         from redlat.adversarial.experiments.trojans_lm import layout
 
         return layout(config)
+    if command == "experiment harden-loop":
+        from redlat.adversarial.experiments.harden_loop import layout as loop_layout
+
+        return loop_layout(config)
     return _vision_layout(config)
 
 
@@ -106,6 +111,21 @@ def interval(values: list[float], bounds: tuple[float, float] | None = None) -> 
     return {"mean": mean, "low": low, "high": high, "n": n}
 
 
+def _metrics(values: dict[str, list[float]], lay: Layout) -> dict[str, dict[str, float]]:
+    """Each metric's mean and interval over seeds. A metric stored with its own interval (METRIC@low, METRIC@high,
+    e.g. a Wilson interval from counts) keeps that interval when there is one seed."""
+    out = {}
+    for metric, vals in sorted(values.items()):
+        if metric.endswith(("@low", "@high")):
+            continue
+        stat = interval(vals, None if metric in lay.unbounded else (0.0, 1.0))
+        low, high = values.get(f"{metric}@low"), values.get(f"{metric}@high")
+        if stat["n"] == 1 and low and high:
+            stat.update(low=low[0], high=high[0], own_interval=1.0)
+        out[metric] = stat
+    return out
+
+
 def pareto_front(points: dict[str, tuple[float, float]], *, higher_y_is_better: bool) -> list[str]:
     """Names of the points no other point dominates (x higher is better; y as told), sorted by x."""
     sign = 1.0 if higher_y_is_better else -1.0
@@ -136,10 +156,7 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
                 "setting": name,
                 **{k: v for k, v in details.get(name, {}).items() if k in ("kind", "family", "label")},
                 "seeds": sorted(seeds[name]),
-                "metrics": {
-                    metric: interval(vals, None if metric in lay.unbounded else (0.0, 1.0))
-                    for metric, vals in sorted(values[name].items())
-                },
+                "metrics": _metrics(values[name], lay),
             }
         )
     defended = {s["setting"]: s["metrics"] for s in settings if s["setting"] not in references}
@@ -162,8 +179,7 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
 
 
 def layout_of(summary: dict[str, Any]) -> Layout:
-    command = "experiment trojans-lm" if summary["experiment"] == "trojans-lm" else "experiment trojans-vision"
-    return layout_for(command, summary["config"])
+    return layout_for(f"experiment {summary['experiment']}", summary["config"])
 
 
 def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -196,7 +212,7 @@ def _cell(stat: dict[str, float] | None, percent: bool) -> str:
     if stat is None or math.isnan(stat["mean"]):
         return "n/a"
     scale, digits = (100, 1) if percent else (1, 2)
-    if stat["n"] <= 1:
+    if stat["n"] <= 1 and not stat.get("own_interval"):
         return f"{scale * stat['mean']:.{digits}f}"
     return f"{scale * stat['mean']:.{digits}f} ({scale * stat['low']:.{digits}f}-{scale * stat['high']:.{digits}f})"
 
@@ -231,7 +247,9 @@ def plot_fronts(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         ax.set_xlabel(lay.x_label)
         ax.set_ylabel(front.y_label)
         seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-        ax.set_title(f"{front.title}: mean and 95% interval over {seeds} seed{'s' if seeds != 1 else ''}", fontsize=9)
+        how = lay.interval if "seeds" not in lay.interval else f"mean and 95% interval over {seeds} seed" + (
+            "s" if seeds != 1 else "")
+        ax.set_title(f"{front.title}: {how}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
         fig.tight_layout()

@@ -1,0 +1,266 @@
+"""`redlat experiment harden-loop`: find failures, harden against them, red-team again with unseen attacks.
+
+1. Find: a zero-shot run (seed `seed`) and a few-shot run drawn from it, against the target (or `find_runs`).
+2. Harden: one `redlat harden` per method, all on the same failures, passed cases and seeds.
+3. Attack again, the original and every hardened model alike, with attacks no hardening saw: a zero-shot run with
+   `attack_seed`, a few-shot run whose pool is the original's replies to that zero-shot run (not the find pool), and
+   each available fixed prompt set (HarmBench, AdvBench). The same seed asks every model the same test cases, so the
+   comparison is paired.
+4. Results, one row per model in the experiment store: the failure rate per attack with its Wilson interval, the
+   pooled unseen rate, the found failures asked again, and what hardening cost (perplexity of held-out benign replies,
+   agreement with the original on them), from each model's harden.json.
+
+Every step resumes: red-team runs resume themselves, a finished hardened model is reused, and a model's row is
+written once its attacks are done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from redlat.adversarial.experiments.pareto import Column, Front, Layout
+from redlat.atomic import write_text_atomic
+from redlat.config import HardenLoopConfig
+from redlat.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ORIGINAL = "original"
+COMMAND = "experiment harden-loop"
+Progress = Callable[[str], None]
+BarFactory = Callable[[int, int], Any]  # as redteam's: (total, initial) -> a bar
+
+
+def set_label(source: str) -> str:
+    """A prompt set's name in results and directories: a known set's own name, else `prompts-` and the file stem."""
+    from redlat.red_team.prompt_sets import KNOWN_SETS
+
+    if source in KNOWN_SETS:
+        return source
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem).strip("-.") or "file"
+    return f"prompts-{stem}"
+
+
+def attack_names(cfg: HardenLoopConfig, available_sets: list[str] | None = None) -> list[str]:
+    sets = list(cfg.prompt_sets) if available_sets is None else available_sets
+    return ["zero-shot", "few-shot", *(set_label(s) for s in sets)]
+
+
+def available_prompt_sets(cfg: HardenLoopConfig) -> tuple[list[str], dict[str, str]]:
+    """The prompt sets that can be read here, and why each other one cannot."""
+    from redlat.red_team.prompt_sets import resolve_prompt_source
+
+    usable, skipped = [], {}
+    for source in cfg.prompt_sets:
+        try:
+            resolve_prompt_source(source)
+            usable.append(source)
+        except ConfigError as exc:
+            skipped[source] = str(exc)
+    return usable, skipped
+
+
+class _Loop:
+    def __init__(self, cfg: HardenLoopConfig, run_dir: Path, progress: Progress | None, bar: BarFactory | None):
+        self.cfg, self.run_dir, self.progress, self.bar = cfg, run_dir, progress, bar
+
+    def say(self, line: str) -> None:
+        log.info(line)
+        if self.progress is not None:
+            self.progress(line)
+
+    def redteam(self, cfg: Any, where: Path) -> dict[str, Any]:
+        from redlat.red_team.runner import redteam
+
+        result = redteam(cfg, where, progress=self.bar)
+        return result.summary
+
+    def find(self) -> tuple[str, ...]:
+        cfg = self.cfg
+        if cfg.find_runs:
+            return cfg.find_runs
+        zs = self.run_dir / "find" / "zero-shot"
+        fs = self.run_dir / "find" / "few-shot"
+        self.say(f"find: zero-shot, {cfg.find_n} test cases, seed {cfg.seed}")
+        self.redteam(cfg.redteam_config("zero-shot", n=cfg.find_n, target=cfg.target, seed=cfg.seed), zs)
+        self.say(f"find: few-shot from the zero-shot run, {cfg.find_n} test cases")
+        self.redteam(
+            cfg.redteam_config("few-shot", n=cfg.find_n, target=cfg.target, seed=cfg.seed, from_run=str(zs)), fs
+        )
+        return (str(zs), str(fs))
+
+    def harden(self, method: str, runs: tuple[str, ...]) -> dict[str, Any]:
+        from redlat.adversarial.harden import MANIFEST, harden
+
+        out = self.run_dir / "models" / method
+        if (out / MANIFEST).exists():
+            return json.loads((out / MANIFEST).read_text())
+        self.say(f"harden: {method}")
+        return harden(
+            self.cfg.harden_config(method, runs, str(out)),
+            on_step=lambda done, total: self.say(f"harden {method}: step {done}/{total}"),
+        )
+
+    def attack(self, model: str, target: str, sets: list[str]) -> dict[str, dict[str, Any]]:
+        """Every unseen attack against one model: attack name -> that run's summary."""
+        cfg = self.cfg
+        base = self.run_dir / "attacks"
+        out = {}
+        self.say(f"attack {model}: zero-shot, {cfg.attack_n} test cases, seed {cfg.attack_seed}")
+        out["zero-shot"] = self.redteam(
+            cfg.redteam_config("zero-shot", n=cfg.attack_n, target=target, seed=cfg.attack_seed),
+            base / model / "zero-shot",
+        )
+        pool = base / ORIGINAL / "zero-shot"  # the original's replies score the pool, for every model alike
+        self.say(f"attack {model}: few-shot from the unseen pool, {cfg.attack_n} test cases")
+        out["few-shot"] = self.redteam(
+            cfg.redteam_config("few-shot", n=cfg.attack_n, target=target, seed=cfg.attack_seed, from_run=str(pool)),
+            base / model / "few-shot",
+        )
+        for source in sets:
+            label = set_label(source)
+            self.say(f"attack {model}: {label}, up to {cfg.attack_n} prompts")
+            out[label] = self.redteam(
+                cfg.redteam_config("prompts", n=cfg.attack_n, target=target, seed=cfg.attack_seed, prompts=source),
+                base / model / label,
+            )
+        return out
+
+
+def _rate_metrics(name: str, offensive: int, n: int) -> dict[str, float]:
+    from redlat.summary import wilson_interval
+
+    low, high = wilson_interval(offensive, n)
+    return {f"rate:{name}": offensive / n if n else float("nan"), f"rate:{name}@low": low, f"rate:{name}@high": high}
+
+
+def model_metrics(
+    attacks: dict[str, dict[str, Any]], manifest: dict[str, Any], *, original: bool, run_dirs: dict[str, str]
+) -> dict[str, float]:
+    """A model's row: per-attack and pooled unseen failure rates (Wilson), the found failures asked again, the cost."""
+    metrics: dict[str, float] = {}
+    total_off = total_n = 0
+    score_sum = 0.0
+    for name, summary in attacks.items():
+        off, n = int(summary["n_offensive"]), int(summary["n_unique"])
+        metrics.update(_rate_metrics(name, off, n))
+        total_off, total_n = total_off + off, total_n + n
+        score_sum += _score_sum(run_dirs[name])
+    metrics.update(_rate_metrics("unseen", total_off, total_n))
+    metrics["mean_score"] = score_sum / total_n if total_n else float("nan")
+    measures = manifest["before"] if original else manifest["after"]
+    failures = int(manifest["counts"]["failures"])
+    metrics.update(_rate_metrics("found", round(measures["failure_rate"] * failures), failures))
+    metrics["perplexity"] = measures["perplexity"]
+    metrics["agreement"] = 1.0 if original else measures["agreement"]
+    if not original:
+        metrics["train_seconds"] = manifest["seconds"]
+    return metrics
+
+
+def _score_sum(run_dir: str) -> float:
+    from redlat.store import RunStore
+
+    with RunStore(run_dir) as store:
+        return sum(a.score for a in store.attempts())
+
+
+def harden_loop(
+    cfg: HardenLoopConfig,
+    run_dir: Path,
+    *,
+    progress: Progress | None = None,
+    bar: BarFactory | None = None,
+) -> dict[str, Any]:
+    """The whole command as a function: run or resume, then summary.json and the Pareto figures in run_dir."""
+    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
+    from redlat.adversarial.experiments.runs import open_experiment_store
+    from redlat.provenance import collect
+
+    sets, skipped = available_prompt_sets(cfg)
+    for source, why in skipped.items():
+        log.warning("prompt set %s left out: %s", source, why)
+        if progress is not None:
+            progress(f"prompt set {source} left out: {why}")
+    prov = collect({"target": cfg.target, "red": cfg.red, "classifier": cfg.classifier})
+    prov["prompt_sets"] = {"used": sets, "left_out": skipped}
+    loop = _Loop(cfg, run_dir, progress, bar)
+    started = time.perf_counter()
+    with open_experiment_store(run_dir, COMMAND, cfg, prov) as store:
+        store.set_meta("attacks", attack_names(cfg, sets))
+        done = {row["setting"] for row in store.results()}
+        runs = loop.find()
+        manifests = {method: loop.harden(method, runs) for method in cfg.methods}
+        models = {ORIGINAL: cfg.target, **{m: str(run_dir / "models" / m) for m in cfg.methods}}
+        for name, target in models.items():
+            if name in done:
+                continue
+            attacks = loop.attack(name, target, sets)
+            dirs = {a: str(run_dir / "attacks" / name / a) for a in attacks}
+            manifest = manifests[cfg.methods[0]] if name == ORIGINAL else manifests[name]
+            metrics = model_metrics(attacks, manifest, original=name == ORIGINAL, run_dirs=dirs)
+            details = {"family": "original" if name == ORIGINAL else name, "target": target, "attack_runs": dirs}
+            if name != ORIGINAL:
+                details["defence"] = manifest["defence"]
+            store.write_result(name, cfg.seed, metrics, details, manifest["steps"] if name != ORIGINAL else [])
+            loop.say(
+                f"{name:<10} unseen failure rate {100 * metrics['rate:unseen']:.1f}% "
+                f"(found cases {100 * metrics['rate:found']:.1f}%), agreement {100 * metrics['agreement']:.0f}%, "
+                f"perplexity {metrics['perplexity']:.2f}"
+            )
+        store.set_meta("find_runs", list(runs))
+        store.finish_run("complete", {"seconds": time.perf_counter() - started})
+        summary = summarize_experiment(store)
+    figures = plot_fronts(summary, run_dir)
+    summary["figures"] = {key: str(path) for key, path in figures.items()}
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    return summary
+
+
+def layout(config: dict[str, Any], attacks: list[str] | None = None) -> Layout:
+    """How the summary, table and figure of a harden-loop run are laid out."""
+    sets = [set_label(source) for source in config.get("prompt_sets", [])]
+    names = attacks if attacks is not None else ["zero-shot", "few-shot", *sets]
+    return Layout(
+        experiment="harden-loop",
+        x="agreement",
+        x_label="agreement with the original on held-out benign prompts (higher: behaviour kept)",
+        references=((ORIGINAL, "original (before hardening)"),),
+        fronts=(
+            Front("kept_vs_unseen_failures", "rate:unseen", False,
+                  "failure rate under unseen attacks (lower is better)", "Behaviour kept vs unseen failures", "U"),
+            Front("kept_vs_found_failures", "rate:found", False,
+                  "failure rate on the found cases asked again (lower is better)", "Behaviour kept vs found failures",
+                  "F"),
+        ),
+        columns=(
+            Column("found", "rate:found"),
+            *(Column(name, f"rate:{name}") for name in names),
+            Column("unseen", "rate:unseen"),
+            Column("mean score", "mean_score", percent=False),
+            Column("perplexity", "perplexity", percent=False),
+            Column("agree", "agreement"),
+        ),
+        unbounded=("perplexity", "train_seconds"),
+        panels=(
+            ("failure rates", ("rate:found", *(f"rate:{name}" for name in names), "rate:unseen")),
+            ("what hardening changed", ("rate:unseen", "mean_score", "perplexity", "agreement")),
+        ),
+        defence_names=tuple(config.get("methods", ())),
+        caption="rates: replies scored above the threshold, with 95% Wilson intervals; found: the failures hardened "
+        "against, asked again; zero-shot, few-shot, prompt sets: attacks no hardening saw (unseen: pooled); mean "
+        "score: the deciding classifier's mean over the unseen attacks; perplexity: of the original's replies to "
+        "held-out passed cases; agree: held-out greedy replies whose first words match the original's. "
+        "Front: U = agreement vs unseen failures, F = agreement vs found failures",
+        interval="95% Wilson interval",
+    )
+
+
+def default_run_dir(cfg: HardenLoopConfig, root: Path = Path("runs")) -> Path:
+    return root / f"harden-loop-{cfg.fingerprint()}"
