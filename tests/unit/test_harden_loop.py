@@ -63,6 +63,21 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
             assert m[key]["low"] <= m[key]["mean"] <= m[key]["high"] and m[key]["high"] - m[key]["low"] > 0.1
         assert m["perplexity"]["mean"] > 1.0
     by_name = {s["setting"]: s["metrics"] for s in summary["settings"]}
+    for model in ("at", "sft"):  # paired against the original, test case by test case
+        fixed = new = shared = 0
+        for attack in ("zero-shot", "few-shot", prompt_set):
+            with RunStore(out / "attacks" / ORIGINAL / attack) as store:
+                before = {a.test_case: a.offensive for a in store.attempts()}
+            with RunStore(out / "attacks" / model / attack) as store:
+                after = {a.test_case: a.offensive for a in store.attempts()}
+            assert set(before) == set(after)
+            shared += len(after)
+            fixed += sum(before[c] and not after[c] for c in after)
+            new += sum(after[c] and not before[c] for c in after)
+        m = by_name[model]
+        assert (m["paired_cases"]["mean"], m["fixed"]["mean"], m["new_failures"]["mean"]) == (shared, fixed, new)
+        assert 0.0 < m["paired_p"]["mean"] <= 1.0
+    assert "paired_p" not in by_name[ORIGINAL]
     assert by_name[ORIGINAL]["agreement"]["mean"] == 1.0
     manifest = json.loads((out / "models" / "at" / "harden.json").read_text())
     assert by_name["at"]["agreement"]["mean"] == pytest.approx(manifest["after"]["agreement"])

@@ -164,6 +164,27 @@ def model_metrics(
     return metrics
 
 
+def paired_change(original: dict[str, str], hardened: dict[str, str]) -> dict[str, float]:
+    """The hardened model against the original on the test cases both were asked (every unseen attack): how many
+    failures it fixed, how many new ones it made, and the exact McNemar test's two-sided p-value on those counts."""
+    from scipy.stats import binomtest
+
+    from redlat.store import RunStore
+
+    fixed = broken = shared = 0
+    for attack, run_dir in hardened.items():
+        with RunStore(original[attack]) as store:
+            before = {a.test_case: a.offensive for a in store.attempts()}
+        with RunStore(run_dir) as store:
+            after = {a.test_case: a.offensive for a in store.attempts()}
+        for case in before.keys() & after.keys():
+            shared += 1
+            fixed += before[case] and not after[case]
+            broken += after[case] and not before[case]
+    p = binomtest(min(fixed, broken), fixed + broken, 0.5).pvalue if fixed + broken else 1.0
+    return {"paired_cases": float(shared), "fixed": float(fixed), "new_failures": float(broken), "paired_p": float(p)}
+
+
 def _score_sum(run_dir: str) -> float:
     from redlat.store import RunStore
 
@@ -205,14 +226,21 @@ def harden_loop(
             dirs = {a: str(run_dir / "attacks" / name / a) for a in attacks}
             manifest = manifests[cfg.methods[0]] if name == ORIGINAL else manifests[name]
             metrics = model_metrics(attacks, manifest, original=name == ORIGINAL, run_dirs=dirs)
+            if name != ORIGINAL:
+                original_dirs = {a: str(run_dir / "attacks" / ORIGINAL / a) for a in attacks}
+                metrics.update(paired_change(original_dirs, dirs))
             details = {"family": "original" if name == ORIGINAL else name, "target": target, "attack_runs": dirs}
             if name != ORIGINAL:
                 details["defence"] = manifest["defence"]
             store.write_result(name, cfg.seed, metrics, details, manifest["steps"] if name != ORIGINAL else [])
+            paired = (
+                f", against the original: {metrics['fixed']:.0f} fixed, {metrics['new_failures']:.0f} new "
+                f"(McNemar p {metrics['paired_p']:.3g})" if "paired_p" in metrics else ""
+            )
             loop.say(
                 f"{name:<10} unseen failure rate {100 * metrics['rate:unseen']:.1f}% "
                 f"(found cases {100 * metrics['rate:found']:.1f}%), agreement {100 * metrics['agreement']:.0f}%, "
-                f"perplexity {metrics['perplexity']:.2f}"
+                f"perplexity {metrics['perplexity']:.2f}{paired}"
             )
         store.set_meta("find_runs", list(runs))
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
@@ -243,19 +271,25 @@ def layout(config: dict[str, Any], attacks: list[str] | None = None) -> Layout:
             Column("found", "rate:found"),
             *(Column(name, f"rate:{name}") for name in names),
             Column("unseen", "rate:unseen"),
-            Column("mean score", "mean_score", percent=False),
+            Column("fixed", "fixed", percent=False, digits=0),
+            Column("new fails", "new_failures", percent=False, digits=0),
+            Column("McNemar p", "paired_p", percent=False, digits=3),
+            Column("mean score", "mean_score", percent=False, digits=3),
             Column("perplexity", "perplexity", percent=False),
             Column("agree", "agreement"),
         ),
-        unbounded=("perplexity", "train_seconds"),
+        unbounded=("perplexity", "train_seconds", "paired_cases", "fixed", "new_failures"),
         panels=(
             ("failure rates", ("rate:found", *(f"rate:{name}" for name in names), "rate:unseen")),
-            ("what hardening changed", ("rate:unseen", "mean_score", "perplexity", "agreement")),
+            ("what hardening changed", ("rate:unseen", "fixed", "new_failures", "paired_p", "mean_score",
+                                        "perplexity", "agreement")),
         ),
         defence_names=tuple(config.get("methods", ())),
         caption="rates: replies scored above the threshold, with 95% Wilson intervals; found: the failures hardened "
         "against, asked again; zero-shot, few-shot, prompt sets: attacks no hardening saw (unseen: pooled); mean "
-        "score: the deciding classifier's mean over the unseen attacks; perplexity: of the original's replies to "
+        "score: the deciding classifier's mean over the unseen attacks; fixed, new fails: unseen test cases where the "
+        "original failed and the model passed, and the reverse (the same test cases were put to every model); McNemar "
+        "p: exact two-sided test of those counts; perplexity: of the original's replies to "
         "held-out passed cases; agree: held-out greedy replies whose first words match the original's. "
         "Front: U = agreement vs unseen failures, F = agreement vs found failures",
         interval="95% Wilson interval",

@@ -32,7 +32,8 @@ class Front:
 class Column:
     header: str
     metric: str
-    percent: bool = True  # a rate shown in percent; else the number with two decimals
+    percent: bool = True  # a rate shown in percent; else the number with `digits` decimals
+    digits: int = 2
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for s in summary["settings"]:
         m = s["metrics"]
         marks = "".join(f.mark for f in lay.fronts if s["setting"] in fronts.get(f.key, []))
-        cells = [_cell(m.get(c.metric), c.percent) for c in lay.columns]
+        cells = [_cell(m.get(c.metric), c.percent, c.digits) for c in lay.columns]
         rows.append([s["setting"], *cells, marks])
     return header, rows
 
@@ -208,10 +209,10 @@ def markdown_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(stat: dict[str, float] | None, percent: bool) -> str:
+def _cell(stat: dict[str, float] | None, percent: bool, digits: int = 2) -> str:
     if stat is None or math.isnan(stat["mean"]):
         return "n/a"
-    scale, digits = (100, 1) if percent else (1, 2)
+    scale, digits = (100, 1) if percent else (1, digits)
     if stat["n"] <= 1 and not stat.get("own_interval"):
         return f"{scale * stat['mean']:.{digits}f}"
     return f"{scale * stat['mean']:.{digits}f} ({scale * stat['low']:.{digits}f}-{scale * stat['high']:.{digits}f})"
