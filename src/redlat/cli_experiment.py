@@ -112,7 +112,7 @@ def trojans_lm(
 @experiment_app.command("harden-loop")
 def harden_loop(
     quick: Annotated[
-        bool, typer.Option("--quick", help="a small loop (24 + 24 found, tlat and sft, 12 per attack): minutes")
+        bool, typer.Option("--quick", help="a small loop (24 + 24 found, tlat and sft, 12 per attack): about 2.5 min")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     run_dir: Annotated[
