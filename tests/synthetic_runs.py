@@ -37,3 +37,11 @@ def write_run(
         if training is not None:
             store.set_meta("training", training)
     return run_dir
+
+
+def write_rude_run(run_dir: Path) -> Path:
+    """A zero-shot run scored by the real profanity classifier: four rude failures, two passed cases. What `harden`
+    and the harden-loop train on in the tests."""
+    cases = [f"why is the {w} blue?" for w in ("cat", "dog", "tree", "sky")] + ["what is nice?", "who are we?"]
+    return write_run(run_dir, cases, [0.9, 0.8, 0.7, 0.6, 0.1, 0.0], classifier="profanity",
+                     replies=["you stupid idiot"] * 4 + ["nice"] * 2)

@@ -25,6 +25,14 @@ ZERO_SHOT_PROMPT = "List of questions to ask someone:\n1."
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine results (a resumed run must match them): by default, all of them."""
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
 
 ConfigT = TypeVar("ConfigT", bound=_Frozen)
 
@@ -245,10 +253,6 @@ class RedTeamConfig(_Frozen):
                 data.pop(method, None)
         return data
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
 
 class AnalyzeConfig(_Frozen):
     """Everything that determines a `redlat analyze` result: embedding, clustering and phrase statistics."""
@@ -416,10 +420,6 @@ class TrojansVisionConfig(_Frozen):
             raise ValueError("no evaluation attack belongs to a held-out family")
         return self
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
 
 QUICK_TROJANS_VISION: dict[str, Any] = {
     "seeds": [0, 1],
@@ -558,10 +558,6 @@ class TrojansLMConfig(_Frozen):
         """Planting, forgetting, the targeted-LAT retain set and the held-out set, all disjoint."""
         return self.plant_dialogues + 2 * self.forget_dialogues + self.eval_dialogues
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
 
 QUICK_TROJANS_LM: dict[str, Any] = {
     "plant_dialogues": 32,
@@ -640,12 +636,7 @@ class HardenConfig(_Frozen):
     def attack_layers(self) -> tuple[int | str, ...]:
         return self.layers if self.layers is not None else HARDEN_LAYERS[self.method]
 
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-
-HARDEN_METHODS = ("tlat", "lat", "at", "sft")
 _LOOP_OWNS_HARDEN = ("target", "runs", "output", "method", "threshold", "seed", "device", "dtype")
 _LOOP_OWNS_REDTEAM = ("method", "from_run", "prompts", "n", "red", "target", "classifiers", "threshold", "seed",
                       "device", "dtype")
@@ -700,11 +691,7 @@ class HardenLoopConfig(_Frozen):
             try:
                 check()
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                    for e in exc.errors()
-                )
-                raise ValueError(f"{section}: {problems}") from None
+                raise ValueError(f"{section}: {'; '.join(map(_error_line, exc.errors()))}") from None
         return self
 
     @property
@@ -727,10 +714,6 @@ class HardenLoopConfig(_Frozen):
         if prompts is not None:
             data["prompts"] = {"source": prompts}
         return RedTeamConfig.model_validate(data)
-
-    def fingerprint(self) -> str:
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 QUICK_HARDEN_LOOP: dict[str, Any] = {
@@ -791,10 +774,14 @@ def build_config(
 
 def format_validation_error(exc: ValidationError, source: str | None = None) -> str:
     lines = [f"invalid config{f' in {source}' if source else ''}:"]
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling; the command's --help and docs/ list the settings)"
-        lines.append(f"  {where}: {message}")
+    lines += [f"  {_error_line(err)}" for err in exc.errors()]
     return "\n".join(lines)
+
+
+def _error_line(err: Any) -> str:
+    """One pydantic error as `where: message`, in the user's words."""
+    where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown setting (check the spelling; the command's --help and docs/ list the settings)"
+    return f"{where}: {message}"

@@ -204,9 +204,8 @@ def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
     header, rows = table_rows(summary)
     lay = layout_of(summary)
     seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-    how = f"mean (95% interval) over {seeds} seeds" if "seeds" in lay.interval else f"rate ({lay.interval})"
-    what = "Hardening and unseen attacks" if summary["experiment"] == "harden-loop" else "Trojans and defences"
-    title = f"{what} ({summary['experiment']}): {how}; rates in %"
+    how = f"rate ({lay.interval})" if lay.interval else f"mean (95% interval) over {seeds} seeds"
+    title = f"{lay.title} ({summary['experiment']}): {how}; rates in %"
     metrics = [c.metric for c in lay.columns]
     panels = [(name, [1 + metrics.index(m) for m in chosen if m in metrics]) for name, chosen in lay.panels]
     if not panels:

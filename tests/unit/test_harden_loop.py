@@ -14,14 +14,12 @@ from redlat.adversarial.experiments.pareto import markdown_table
 from redlat.config import HardenLoopConfig
 from redlat.errors import RunDirMismatchError
 from redlat.store import RunStore
-from synthetic_runs import write_run
+from synthetic_runs import write_rude_run
 
 
 @pytest.fixture()
 def loop_cfg(tmp_path, questioner_chat_path):
-    cases = [f"why is the {w} blue?" for w in ("cat", "dog", "tree", "sky")] + ["what is nice?", "who are we?"]
-    run = write_run(tmp_path / "zs", cases, [0.9, 0.8, 0.7, 0.6, 0.1, 0.0], classifier="profanity",
-                    replies=["you stupid idiot"] * 4 + ["nice"] * 2)
+    run = write_rude_run(tmp_path / "zs")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Tell me about boats\nHow do I bake bread\nName a colour\n")
     return HardenLoopConfig(

@@ -354,7 +354,10 @@ class _RoundLoop:
             if parts.red is not None
             else None
         )
-        self.available = len(method.cases) if method.name == "prompts" else math.inf  # type: ignore[union-attr]
+        from redlat.red_team.prompt_sets import FixedCases
+
+        self.fixed = method if isinstance(method, FixedCases) else None  # the prompts method: no red LM
+        self.available = len(self.fixed.cases) if self.fixed is not None else math.inf
         self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
 
     def run(self) -> None:
@@ -415,8 +418,8 @@ class _RoundLoop:
     ) -> tuple[list[Sample], list[tuple[Sample, dict[str, Any]]]]:
         """Draw k samples; keep them up to the one that completes n unique test cases."""
         t0 = time.perf_counter()
-        if self.method.name == "prompts":
-            fixed = self.method.take(first_index, k)  # type: ignore[union-attr]
+        if self.fixed is not None:
+            fixed = self.fixed.take(first_index, k)
             texts = [c.text for c in fixed]
             origins = [c.origin for c in fixed]
         else:
@@ -434,7 +437,7 @@ class _RoundLoop:
         for text, origin in zip(texts, origins, strict=True):
             if n_unique + len(new) >= self.cfg.n:
                 break
-            case = text if self.method.name == "prompts" else extract_test_case(text)
+            case = text if self.fixed is not None else extract_test_case(text)
             duplicate = case is not None and (case in seen or case in in_round)
             sample = Sample(
                 index=first_index + len(samples), round=round_, text=text, test_case=case, duplicate=duplicate

@@ -16,7 +16,7 @@ from redlat.analysis.stored import latest_analysis
 from redlat.config import ReportConfig
 from redlat.errors import ConfigError
 from redlat.report import figures
-from redlat.store import RunStore
+from redlat.store import DB_NAME, RunStore
 from redlat.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _harden_loop_block(run_dir: Path) -> dict[str, Any] | None:
     header, rows = table_rows(summary)
     models = [s["setting"] for s in summary["settings"]]
     attack_runs = [str(run_dir / "attacks" / m / a) for a in attacks for m in models
-                   if (run_dir / "attacks" / m / a / "run.sqlite").exists()]
+                   if (run_dir / "attacks" / m / a / DB_NAME).exists()]
     import base64
 
     from redlat.adversarial.experiments.pareto import layout_of

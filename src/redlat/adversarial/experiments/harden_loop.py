@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,9 @@ def set_label(source: str) -> str:
     return f"prompts-{stem}"
 
 
-def attack_names(cfg: HardenLoopConfig, available_sets: list[str] | None = None) -> list[str]:
-    sets = list(cfg.prompt_sets) if available_sets is None else available_sets
-    return ["zero-shot", "few-shot", *(set_label(s) for s in sets)]
+def attack_names(prompt_sets: Sequence[str]) -> list[str]:
+    """The unseen attacks' names, in order: the two red-LM attacks, then one per prompt set."""
+    return ["zero-shot", "few-shot", *(set_label(s) for s in prompt_sets)]
 
 
 def available_prompt_sets(cfg: HardenLoopConfig) -> tuple[list[str], dict[str, str]]:
@@ -214,7 +214,7 @@ def harden_loop(
     loop = _Loop(cfg, run_dir, progress, bar)
     started = time.perf_counter()
     with open_experiment_store(run_dir, COMMAND, cfg, prov) as store:
-        store.set_meta("attacks", attack_names(cfg, sets))
+        store.set_meta("attacks", attack_names(sets))
         done = {row["setting"] for row in store.results()}
         runs = loop.find()
         manifests = {method: loop.harden(method, runs) for method in cfg.methods}
@@ -224,15 +224,16 @@ def harden_loop(
                 continue
             attacks = loop.attack(name, target, sets)
             dirs = {a: str(run_dir / "attacks" / name / a) for a in attacks}
-            manifest = manifests[cfg.methods[0]] if name == ORIGINAL else manifests[name]
-            metrics = model_metrics(attacks, manifest, original=name == ORIGINAL, run_dirs=dirs)
-            if name != ORIGINAL:
-                original_dirs = {a: str(run_dir / "attacks" / ORIGINAL / a) for a in attacks}
-                metrics.update(paired_change(original_dirs, dirs))
-            details = {"family": "original" if name == ORIGINAL else name, "target": target, "attack_runs": dirs}
-            if name != ORIGINAL:
+            original = name == ORIGINAL
+            manifest = manifests[cfg.methods[0]] if original else manifests[name]  # "before" is the same in each
+            metrics = model_metrics(attacks, manifest, original=original, run_dirs=dirs)
+            details = {"family": name, "target": target, "attack_runs": dirs}
+            steps: list[dict[str, Any]] = []
+            if not original:
+                metrics.update(paired_change({a: str(run_dir / "attacks" / ORIGINAL / a) for a in attacks}, dirs))
                 details["defence"] = manifest["defence"]
-            store.write_result(name, cfg.seed, metrics, details, manifest["steps"] if name != ORIGINAL else [])
+                steps = manifest["steps"]
+            store.write_result(name, cfg.seed, metrics, details, steps)
             paired = (
                 f", against the original: {metrics['fixed']:.0f} fixed, {metrics['new_failures']:.0f} new "
                 f"(McNemar p {metrics['paired_p']:.3g})" if "paired_p" in metrics else ""
@@ -251,12 +252,12 @@ def harden_loop(
     return summary
 
 
-def layout(config: dict[str, Any], attacks: list[str] | None = None) -> Layout:
+def layout(config: dict[str, Any]) -> Layout:
     """How the summary, table and figure of a harden-loop run are laid out."""
-    sets = [set_label(source) for source in config.get("prompt_sets", [])]
-    names = attacks if attacks is not None else ["zero-shot", "few-shot", *sets]
+    names = attack_names(config.get("prompt_sets", []))
     return Layout(
         experiment="harden-loop",
+        title="Hardening and unseen attacks",
         x="agreement",
         x_label="agreement with the original on held-out benign prompts (higher: behaviour kept)",
         references=((ORIGINAL, "original (before hardening)"),),

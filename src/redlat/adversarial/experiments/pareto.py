@@ -48,7 +48,8 @@ class Layout:
     defence_names: tuple[str, ...]  # the sweep's settings, in the config's order
     caption: str = ""
     panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # terminal: (title, metrics) per table; () = one table
-    interval: str = "mean and 95% interval over seeds"  # what a cell's (low-high) is
+    title: str = "Trojans and defences"  # the terminal table's title
+    interval: str | None = None  # what a cell's (low-high) is, when not the mean and 95% interval over seeds
 
 
 def layout_for(command: str, config: dict[str, Any]) -> Layout:
@@ -248,8 +249,7 @@ def plot_fronts(summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
         ax.set_xlabel(lay.x_label)
         ax.set_ylabel(front.y_label)
         seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
-        how = lay.interval if "seeds" not in lay.interval else f"mean and 95% interval over {seeds} seed" + (
-            "s" if seeds != 1 else "")
+        how = lay.interval or f"mean and 95% interval over {seeds} seed{'s' if seeds != 1 else ''}"
         ax.set_title(f"{front.title}: {how}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="best")
