@@ -4,8 +4,9 @@
 Everything is measured in ONE run, on the same model objects, and printed as ratios, so the figures mean something
 on any machine:
 
-1. test cases per second of the project's batched pipeline (`Sampler`, `Chatbot.reply`, `Scorer.score`, used the way
-   `redlat.red_team.runner` uses them) and of a plain one-example-at-a-time transformers loop, and their ratio;
+1. test cases per second of the project's batched pipeline (the runner's own round function, `play_round`, with
+   `Sampler`, `Chatbot.reply` and the scorer) and of a plain one-example-at-a-time transformers loop, and their
+   ratio;
 2. generated tokens per second and the estimated achieved GFLOP/s of generation, as a share of the machine's own
    matmul throughput (torch, the model's dtype, torch's current thread count).
 
@@ -41,11 +42,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from redlat.chatbot import Chatbot
-from redlat.config import ZERO_SHOT_PROMPT, ChatbotConfig, TargetGeneration
+from redlat.config import ZERO_SHOT_PROMPT, ChatbotConfig, RedGeneration, RedTeamConfig, TargetGeneration
 from redlat.device import resolve_device
-from redlat.generation import Sampler, SamplingSettings, derive_seed, newline_token_mask
+from redlat.generation import Sampler, newline_token_mask
 from redlat.models.causal_lm import load_causal_lm
 from redlat.models.offline import gpt2_tokenizer_dir
+from redlat.red_team.method import Candidate, RoundContext
+from redlat.red_team.rounds import play_round
+from redlat.red_team.runner import Components, red_sampling_settings
+from redlat.red_team.zero_shot import ZeroShot
 from redlat.scoring import load_scorer
 
 if TYPE_CHECKING:
@@ -284,55 +289,82 @@ class SideResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _EverySample(ZeroShot):
+    """The benchmark's method: zero-shot prompts, every sample a test case (random weights never write a '?')."""
+
+    name = "bench-every-sample"
+
+    def __init__(self, cfg: RedTeamConfig, run_dir: Path, counter: WorkCounter, stats: StageStats) -> None:
+        super().__init__(cfg, run_dir)
+        self.counter, self.stats = counter, stats
+
+    def extract(self, text: str) -> str | None:
+        return as_test_case(text)
+
+    def propose(self, ctx: RoundContext) -> list[Candidate]:
+        self.counter.stats = self.stats
+        try:
+            return super().propose(ctx)
+        finally:
+            self.counter.stats = None
+
+
+class _CountedChatbot(Chatbot):
+    """The chatbot, with its generation counted as the target stage."""
+
+    counter: WorkCounter
+    stats: StageStats
+
+    def reply(self, test_cases: Sequence[str], *, seed: int) -> list[str]:
+        self.counter.stats = self.stats
+        try:
+            return super().reply(test_cases, seed=seed)
+        finally:
+            self.counter.stats = None
+
+
 def run_pipeline(
     lm: LoadedLM, scorer: Scorer, settings: BenchSettings, chat: ChatbotConfig, counter: WorkCounter
 ) -> SideResult:
-    """The project's batched pipeline, in the runner's rounds: red batch -> replies -> scores, per round.
+    """The project's batched pipeline: the runner's own round function (`play_round`), round after round.
 
-    Mirrors `redlat.red_team.runner._RoundLoop` (same classes, settings and seeds) minus the '?' filter, the
-    deduplication and the store. The timing includes building the Sampler and the Chatbot and what they do once on
-    first use (their newline masks, a shared-prompt-prefix KV cache): a real run pays that too.
+    The same classes, settings and seeds as `redlat.red_team.runner`, with a method that keeps every sample as a test
+    case (no '?' filter) and without the store. The timing includes building the Sampler and the Chatbot and what
+    they do once on first use (their newline masks, a shared-prompt-prefix KV cache): a real run pays that too.
     """
     result = SideResult()
     stages = result.stages
     started = time.perf_counter()
-    red_sampler = Sampler(
-        lm,
-        SamplingSettings(top_p=RED_TOP_P, temperature=TEMPERATURE, max_new_tokens=settings.red_max_new_tokens),
-        batch_size=settings.red_batch_size,
+    cfg = RedTeamConfig(
+        n=settings.n,
+        seed=settings.seed,
+        chatbot=chat,
+        red_generation=RedGeneration(top_p=RED_TOP_P, temperature=TEMPERATURE,
+                                     max_new_tokens=settings.red_max_new_tokens, batch_size=settings.red_batch_size),
+        target_generation=TargetGeneration(top_p=TARGET_TOP_P, temperature=TEMPERATURE,
+                                           max_new_tokens=settings.reply_max_new_tokens,
+                                           batch_size=settings.target_batch_size),
     )
-    chatbot = Chatbot(
-        lm,
-        chat,
-        TargetGeneration(
-            top_p=TARGET_TOP_P,
-            temperature=TEMPERATURE,
-            max_new_tokens=settings.reply_max_new_tokens,
-            batch_size=settings.target_batch_size,
-        ),
-    )
-    round_ = 0
+    red_sampler = Sampler(lm, red_sampling_settings(cfg), batch_size=settings.red_batch_size)
+    chatbot = _CountedChatbot(lm, cfg.chatbot, cfg.target_generation)
+    chatbot.counter, chatbot.stats = counter, stages["target"]
+    method = _EverySample(cfg, Path(tempfile.gettempdir()), counter, stages["red"])
+    parts = Components(red=lm, chatbot=chatbot, scorers=[scorer])
+    seen: set[str] = set()
+    round_ = samples = 0
     while result.cases < settings.n:
         k = min(settings.red_batch_size, settings.n - result.cases)
-        t0 = time.perf_counter()
-        counter.stats = stages["red"]
-        samples = red_sampler.sample([ZERO_SHOT_PROMPT] * k, seed=derive_seed(settings.seed, round_, "red"))
-        cases = [as_test_case(s) for s in samples]
-        t1 = time.perf_counter()
-        counter.stats = stages["target"]
-        replies = chatbot.reply(cases, seed=derive_seed(settings.seed, round_, "target"))
-        t2 = time.perf_counter()
-        counter.stats = None
-        batch = scorer.score(replies)
-        t3 = time.perf_counter()
-        stages["red"].seconds += t1 - t0
-        stages["target"].seconds += t2 - t1
-        stages["score"].seconds += t3 - t2
-        stages["score"].sequences += len(replies)
-        result.cases += k
+        played = play_round(cfg, method, parts, red_sampler, round_=round_, k=k, first_index=samples,
+                            n_unique=result.cases, seen=seen, run_id="bench")
+        for stage in ("red", "target", "score"):
+            stages[stage].seconds += played.seconds.get(stage, 0.0)
+        stages["score"].sequences += len(played.attempts)
+        seen.update(a.test_case for a in played.attempts)
+        samples += len(played.samples)
+        result.cases += len(played.attempts)
         if len(result.examples) < 3:
             result.examples += [
-                {"test_case": c, "reply": r, "score": s} for c, r, s in zip(cases, replies, batch.scores, strict=True)
+                {"test_case": a.test_case, "reply": a.reply, "score": a.score} for a in played.attempts
             ][: 3 - len(result.examples)]
         log.info("pipeline: %d/%d test cases, %.1f s", result.cases, settings.n, time.perf_counter() - started)
         round_ += 1

@@ -22,9 +22,9 @@ _EXPORTS = {
     "RedGeneration": "redlat.config",
     "TargetGeneration": "redlat.config",
     "ChatbotConfig": "redlat.config",
-    "FewShotSettings": "redlat.config",
-    "SupervisedSettings": "redlat.config",
-    "RLSettings": "redlat.config",
+    "FewShotSettings": "redlat.red_team.few_shot",
+    "SupervisedSettings": "redlat.red_team.supervised",
+    "RLSettings": "redlat.red_team.rl",
     "LoraSettings": "redlat.config",
     "AnalyzeConfig": "redlat.config",
     "ReportConfig": "redlat.config",
@@ -62,7 +62,13 @@ _EXPORTS = {
     "harden": "redlat.adversarial.harden",
     "HardenLoopConfig": "redlat.config",
     "harden_loop": "redlat.adversarial.experiments.harden_loop",
-    "PromptSetSettings": "redlat.config",
+    "PromptSetSettings": "redlat.red_team.prompt_sets",
+    "Method": "redlat.red_team.method",
+    "MethodSettings": "redlat.red_team.method",
+    "Candidate": "redlat.red_team.method",
+    "method_names": "redlat.red_team.method",
+    "register_scorer": "redlat.scoring",
+    "Exchange": "redlat.scoring",
     "perturbed": "redlat.adversarial.hooks",
     "pgd": "redlat.adversarial.pgd",
     "PGDSettings": "redlat.adversarial.pgd",
@@ -97,18 +103,14 @@ if TYPE_CHECKING:
         ChatbotConfig,
         ClassifierSpec,
         DefenceSpec,
-        FewShotSettings,
         HardenConfig,
         HardenLoopConfig,
         LMDefenceSpec,
         LMTrojanSpec,
         LoraSettings,
-        PromptSetSettings,
         RedGeneration,
         RedTeamConfig,
         ReportConfig,
-        RLSettings,
-        SupervisedSettings,
         TargetGeneration,
         TrojansLMConfig,
         TrojanSpec,
@@ -120,10 +122,14 @@ if TYPE_CHECKING:
     from redlat.export import export_run
     from redlat.models.causal_lm import load_causal_lm
     from redlat.records import Attempt
-    from redlat.red_team.rl import OffensivenessReward
+    from redlat.red_team.few_shot import FewShotSettings
+    from redlat.red_team.method import Candidate, Method, MethodSettings, method_names
+    from redlat.red_team.prompt_sets import PromptSetSettings
+    from redlat.red_team.rl import OffensivenessReward, RLSettings
     from redlat.red_team.runner import Components, RunResult, load_components, redteam
+    from redlat.red_team.supervised import SupervisedSettings
     from redlat.report.render import build_report
-    from redlat.scoring import load_scorer
+    from redlat.scoring import Exchange, load_scorer, register_scorer
     from redlat.store import RunStore
 
 

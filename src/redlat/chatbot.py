@@ -1,8 +1,9 @@
 """The target chatbot: how a test case becomes model input, and how a reply is cut from model output.
 
-A chat model (one whose tokenizer has a chat template) gets the test case as a user message in its template.
-A plain LM is wrapped in the Dialogue-Prompted Gopher prompt: prompt + "\\nUSER: " + test case + "\\nGOPHER:".
-Either way the reply ends at the next user turn or newline.
+A chat model (one whose tokenizer has a chat template) gets the test case as a user message in its template; its
+reply is everything up to its end of turn (its end-of-sequence token, or an end-of-turn marker left in the text), so
+multi-line replies are kept whole. A plain LM is wrapped in the Dialogue-Prompted Gopher prompt: prompt + "\\nUSER: "
++ test case + "\\nGOPHER:"; its reply ends at the next user turn or newline, as in Perez et al. (2022).
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ def resolve_format(requested: str, has_chat_template: bool, target_name: str) ->
     return requested
 
 
+# End-of-turn markers of common chat templates, cut at when a template writes them as plain text (a tokenizer that
+# does not know them as special tokens decodes them like any other text).
+END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|im_start|>", "</s>")
+
+
 class Chatbot:
     """Puts test cases to a target LM and returns its replies."""
 
@@ -61,6 +67,7 @@ class Chatbot:
             top_p=generation.top_p,
             temperature=generation.temperature,
             max_new_tokens=generation.max_new_tokens,
+            stop_at_newline=self.format == "dpg",
         )
         self.sampler = Sampler(lm, self.settings, batch_size=generation.batch_size)
 
@@ -72,11 +79,13 @@ class Chatbot:
         return f"{self.dialogue_prompt}\n{user}: {test_case}\n{bot}:"
 
     def extract_reply(self, raw: str) -> str:
-        """Cut at the next user turn or newline, then strip."""
-        reply = raw.split("\n", 1)[0]
+        """DPG: cut at the next newline or user turn. Chat: cut at the first end-of-turn marker. Then strip."""
         if self.format == "dpg":
-            reply = reply.split(f"{self.config.user_label}:", 1)[0]
-        return reply.strip()
+            reply = raw.split("\n", 1)[0]
+            return reply.split(f"{self.config.user_label}:", 1)[0].strip()
+        markers = [m for m in (*END_OF_TURN_MARKERS, self.lm.tokenizer.eos_token) if m]
+        cut = min((i for i in (raw.find(m) for m in markers) if i >= 0), default=len(raw))
+        return raw[:cut].strip()
 
     def reply(self, test_cases: Sequence[str], *, seed: int) -> list[str]:
         inputs = [self.model_input(case) for case in test_cases]

@@ -50,7 +50,10 @@ def _progress_factory(enabled: bool) -> Any:
 def redteam(
     method: Annotated[
         str | None,
-        typer.Option(help="test-case generator: zero-shot | few-shot | supervised | rl | prompts [zero-shot]"),
+        typer.Option(
+            help="test-case generator: zero-shot | few-shot | supervised | rl | prompts, a plugin, or module:Class "
+            "(`redlat methods` lists them) [zero-shot]"
+        ),
     ] = None,
     prompts: Annotated[
         str | None,
@@ -85,8 +88,24 @@ def redteam(
         float | None, typer.Option(help="learning rate [supervised, full: 2e-5; rl, LoRA: 1e-4]")
     ] = None,
     rl_steps: Annotated[int | None, typer.Option(help="rl: optimizer steps [100]")] = None,
+    rl_preset: Annotated[
+        str | None,
+        typer.Option(help="rl: default | perez2022 (the paper's KL, alpha 0.35) | curiosity (+ novelty) [default]"),
+    ] = None,
     kl_coef: Annotated[
-        float | None, typer.Option(help="rl: strength of the KL penalty toward the start model [0.1]")
+        float | None, typer.Option(help="rl: beta, the KL penalty per sampled token toward the start model [0.1]")
+    ] = None,
+    kl_alpha: Annotated[
+        float | None, typer.Option(help="rl: the paper's alpha instead of beta (beta = alpha / (1 - alpha))")
+    ] = None,
+    novelty_bleu: Annotated[
+        float | None, typer.Option(help="rl: weight of the n-gram novelty reward [0; curiosity: 1]")
+    ] = None,
+    novelty_embedding: Annotated[
+        float | None, typer.Option(help="rl: weight of the sentence-embedding novelty reward [0; curiosity: 1]")
+    ] = None,
+    entropy_bonus: Annotated[
+        float | None, typer.Option(help="rl: weight of the per-token entropy bonus [0; curiosity: 0.01]")
     ] = None,
     rl_batch_size: Annotated[int | None, typer.Option(help="rl: test cases sampled per step [16]")] = None,
     group_size: Annotated[int | None, typer.Option(help="rl: samples per group compared by GRPO [8]")] = None,
@@ -153,7 +172,12 @@ def redteam(
         ("supervised.select_threshold", train_threshold),
         ("supervised.top", train_top),
         ("rl.steps", rl_steps),
+        ("rl.preset", rl_preset),
         ("rl.kl_coef", kl_coef),
+        ("rl.kl_alpha", kl_alpha),
+        ("rl.novelty.bleu", novelty_bleu),
+        ("rl.novelty.embedding", novelty_embedding),
+        ("rl.novelty.entropy", entropy_bonus),
         ("rl.batch_size", rl_batch_size),
         ("rl.group_size", group_size),
         ("n", n),
@@ -196,16 +220,18 @@ def redteam(
 
 def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: bool) -> None:
     from redlat.display import render_summary, safe_text
+    from redlat.red_team.method import method_class
     from redlat.red_team.runner import default_run_dir, redteam
 
     run_dir = run_dir or default_run_dir(cfg)
     hide_loading_bars()
-    if cfg.method in ("supervised", "rl"):
+    method = method_class(cfg.method)
+    if method.trains_red:
         import datasets
 
         datasets.disable_progress_bars()  # nor the dataset preparation bars of the trainers
     if progress:
-        models = safe_text(cfg.target) if cfg.method == "prompts" else f"{safe_text(cfg.red)}, {safe_text(cfg.target)}"
+        models = f"{safe_text(cfg.red)}, {safe_text(cfg.target)}" if method.needs_red else safe_text(cfg.target)
         typer.echo(f"loading {models} and the classifiers ...", err=True)
 
     def announce(where: Path, resumed: bool) -> None:
@@ -233,6 +259,9 @@ def summary(
         float | None, typer.Option(help="recount offensive replies at this threshold [the run's]")
     ] = None,
     top: Annotated[int, typer.Option(help="how many top-scoring test cases to show")] = 10,
+    include_excluded: Annotated[
+        bool, typer.Option(help="count the attempts a method excluded (few-shot copies of pool cases) in the rates")
+    ] = False,
 ) -> None:
     """Summarise a stored run: yields, offensive-reply rate with a 95% interval, top test cases (for an experiment,
     its results table)."""
@@ -247,7 +276,7 @@ def summary(
             if store.has_run() and store.run_info().command.startswith("experiment "):
                 _experiment_summary(store, as_json)
                 return
-            result = summarize(store, threshold=threshold, top=top)
+            result = summarize(store, threshold=threshold, top=top, include_excluded=include_excluded)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
     if as_json:
@@ -281,6 +310,9 @@ def compare(
     score_test_cases: Annotated[
         bool, typer.Option(help="score the test cases themselves with each run's deciding classifier")
     ] = True,
+    include_excluded: Annotated[
+        bool, typer.Option(help="count the attempts a method excluded (few-shot copies of pool cases) in the rates")
+    ] = False,
 ) -> None:
     """Compare runs side by side: % offensive replies with a 95% interval, self-BLEU, distinct-n, length."""
     from redlat.compare import compare_runs, plot_comparison
@@ -289,7 +321,8 @@ def compare(
     try:
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise RedlatError(f"--threshold must lie in [0, 1] (got {threshold})")
-        rows = compare_runs(run_dirs, threshold=threshold, score_test_cases=score_test_cases)
+        rows = compare_runs(run_dirs, threshold=threshold, score_test_cases=score_test_cases,
+                            include_excluded=include_excluded)
         written = plot_comparison(rows, plot) if plot is not None else None
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
@@ -315,6 +348,29 @@ def export(
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
     typer.echo(str(path))
+
+
+@app.command()
+def methods() -> None:
+    """List the red-team methods and the scorers known by name (plugins included)."""
+    from redlat.errors import RedlatError as _Error
+    from redlat.red_team.method import method_class, method_names
+    from redlat.scoring import scorer_info, scorer_names
+
+    typer.echo("methods (redlat redteam --method NAME):")
+    for name in method_names():
+        try:
+            cls = method_class(name)
+        except _Error as exc:
+            typer.echo(f"  {name:<12} cannot be loaded: {exc}")
+            continue
+        needs = {"required": "needs --from", "optional": "--from optional", "unused": ""}[cls.from_run]
+        typer.echo(f"  {name:<12} {cls.summary}{f' ({needs})' if needs else ''}")
+    typer.echo("scorers (redlat redteam --classifier NAME; any Hugging Face text classifier id works too):")
+    for name in scorer_names():
+        info = scorer_info(name)
+        typer.echo(f"  {name:<14} harm: {info.harm}; {info.description}")
+    typer.echo("Your own: --method package.module:Class, --classifier package.module:load (docs/architecture.md).")
 
 
 @app.command()

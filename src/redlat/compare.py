@@ -26,9 +26,15 @@ def compare_runs(
     score_test_cases: bool = True,
     max_references: int = 1000,
     seed: int = 0,
+    include_excluded: bool = False,
+    metrics: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
-    """One row of measures per run, in the order given."""
+    """One row of measures per run, in the order given: the diversity measures of the paper, and each run's metrics
+    (redlat.metrics: the defaults, its method's own, and `metrics`). Attempts a method excluded (few-shot copies of
+    pool cases) are left out unless `include_excluded`."""
     from redlat.diversity import distinct_n, self_bleu, tokenize
+    from redlat.metrics import RunView, compute_metrics, metrics_for, split_excluded
+    from redlat.summary import red_description
 
     if not run_dirs:
         raise ConfigError("give at least one run directory to compare")
@@ -37,7 +43,7 @@ def compare_runs(
     for run_dir in run_dirs:
         with RunStore(run_dir) as store:
             info = store.run_info()
-            attempts = list(store.attempts())
+            attempts, excluded = split_excluded(list(store.attempts()), include_excluded)
             training = store.get_meta("training")
         cfg = info.config
         thr = float(cfg["threshold"]) if threshold is None else threshold
@@ -52,6 +58,7 @@ def compare_runs(
             "method": info.method,
             "status": info.status,
             "n": n,
+            "n_excluded": len(excluded),
             "n_offensive": n_offensive,
             "offensive_rate": n_offensive / n if n else None,
             "offensive_rate_ci95": [low, high],
@@ -62,8 +69,12 @@ def compare_runs(
             "distinct_2": distinct_n(cases, 2),
             "mean_length_words": sum(len(tokenize(c)) for c in cases) / n if n else None,
             "test_cases_offensive_rate": None,
-            "red": cfg["red"],
+            "red": red_description(info.method, cfg),
             "training": training_brief(training),
+            "metrics": compute_metrics(
+                RunView(attempts=attempts, excluded=excluded, threshold=thr, config=cfg, training=training),
+                metrics_for(info.method, metrics),
+            ),
         }
         if score_test_cases and n:
             key = (deciding["name"], deciding.get("label"))
@@ -88,7 +99,8 @@ def _load_scorer(name: str, label: str | None) -> Any:
 
 
 def plot_comparison(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """The paper's Figure 2: % offensive replies (95% interval) against self-BLEU, one labelled point per run."""
+    """The paper's Figure 2: self-BLEU (y) against % offensive replies with its 95% interval (x), one labelled point
+    per run."""
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -111,19 +123,19 @@ def comparison_figure(rows: Sequence[dict[str, Any]]) -> Any:
         raise ConfigError("nothing to plot: every run has fewer than two test cases")
     fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=150)
     markers = {"zero-shot": "o", "few-shot": "s", "supervised": "^", "rl": "D"}
-    for row in usable:
+    for row in usable:  # as in the paper: difficulty on x, diversity (self-BLEU) on y
         rate = 100 * row["offensive_rate"]
         low, high = (100 * v for v in row["offensive_rate_ci95"])
         ax.errorbar(
-            row["self_bleu"],
             rate,
-            yerr=[[rate - low], [high - rate]],
+            row["self_bleu"],
+            xerr=[[rate - low], [high - rate]],
             fmt=markers.get(row["method"], "o"),
             capsize=3,
             label=f"{row['method']} ({Path(row['run_dir']).name})",
         )
-    ax.set_xlabel("self-BLEU of test cases (lower = more diverse)")
-    ax.set_ylabel("% replies offensive (95% CI)")
+    ax.set_xlabel("% replies offensive (95% CI)")
+    ax.set_ylabel("self-BLEU of test cases (lower = more diverse)")
     ax.set_title("Difficulty vs diversity of red-team methods")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

@@ -22,6 +22,12 @@ def safe_text(text: str, limit: int | None = None) -> str:
     return safe
 
 
+def format_metric(entry: dict[str, Any]) -> str:
+    from redlat.metrics import format_metric as fmt
+
+    return fmt(entry)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -58,12 +64,16 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
         ),
         ("unique test cases", f"{summary['n_unique']} ({summary['n_duplicates']} duplicates dropped)"),
         (
-            f"offensive replies (> {summary['threshold']:g})",
-            f"{summary['n_offensive']}/{summary['n_unique']} = {_pct(summary['offensive_rate'])} "
-            f"(95% Wilson CI {_pct(low)} to {_pct(high)})",
+            f"{summary.get('harm', 'offensive')} replies (> {summary['threshold']:g})",
+            f"{summary['n_offensive']}/{summary.get('n_counted', summary['n_unique'])} = "
+            f"{_pct(summary['offensive_rate'])} (95% Wilson CI {_pct(low)} to {_pct(high)})",
         ),
-        ("stopped", stop),
     ]
+    if summary.get("n_excluded"):
+        rows.append(("left out of the rates", f"{summary['n_excluded']} (copies of the method's own inputs; "
+                                              "--include-excluded counts them)"))
+    rows += [(m["label"], format_metric(m)) for m in summary.get("metrics", []) if m["name"] != "failure_rate"]
+    rows.append(("stopped", stop))
     if summary.get("training_brief"):
         rows.insert(2, ("red LM trained", f"{summary['method']}: {summary['training_brief']}"))
     for key, value in rows:
@@ -95,9 +105,12 @@ def render_comparison(rows: list[dict[str, Any]], *, console: Any = None) -> Non
     from rich.console import Console
     from rich.table import Table
 
+    extra = {  # every run metric beyond the failure rate (shown first), in the order runs name them
+        m["name"]: m["label"] for row in rows for m in row.get("metrics", []) if m["name"] != "failure_rate"
+    }
     if console is None:
         console = Console()
-        console.width = max(console.width, 110)  # ten columns: wider than 80 even when piped
+        console.width = max(console.width, 110 + 20 * len(extra))  # wider than 80 even when piped
     table = Table(title="Red-team runs compared", title_justify="left")
     for name, justify in [
         ("run", "left"),
@@ -110,9 +123,11 @@ def render_comparison(rows: list[dict[str, Any]], *, console: Any = None) -> Non
         ("dist-2", "right"),
         ("words", "right"),
         ("% cases off.", "right"),
+        *((label, "right") for label in extra.values()),
     ]:
         table.add_column(name, justify=justify, no_wrap=name != "run")  # type: ignore[arg-type]
     for row in rows:
+        by_name = {m["name"]: m for m in row.get("metrics", [])}
         low, high = row["offensive_rate_ci95"]
         rate = row["offensive_rate"]
         table.add_row(
@@ -126,6 +141,7 @@ def render_comparison(rows: list[dict[str, Any]], *, console: Any = None) -> Non
             _fmt(row["distinct_2"]),
             _fmt(row["mean_length_words"], ".1f"),
             "–" if row["test_cases_offensive_rate"] is None else f"{100 * row['test_cases_offensive_rate']:.1f}",
+            *(format_metric(by_name[name]) if name in by_name else "–" for name in extra),
         )
     console.print(table)
     console.print("% off.: replies scored offensive; self-BLEU 0-100, lower is more diverse; dist-n: distinct n-grams"

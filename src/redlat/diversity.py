@@ -133,6 +133,26 @@ def self_bleu_per_case(
     return out.tolist()
 
 
+def max_bleu_against(hypotheses: Sequence[str], references: Sequence[str], *, chunk: int = 512) -> list[float]:
+    """For each hypothesis, its max sentence BLEU (0-100) against the references; 0 when there are none."""
+    import numpy as np
+
+    if not references:
+        return [0.0] * len(hypotheses)
+    tokens = [tokenize(text) for text in [*hypotheses, *references]]
+    counts = _count_matrices(tokens)
+    lengths = np.array([len(t) for t in tokens])
+    h = len(hypotheses)
+    refs = np.arange(h, len(tokens))
+    ref_counts = [matrix[refs] for matrix in counts]
+    out = np.zeros(h)
+    for start in range(0, h, chunk):
+        rows = np.arange(start, min(start + chunk, h))
+        correct = np.stack([_clipped_matches(c[rows], r) for c, r in zip(counts, ref_counts, strict=True)])
+        out[rows] = _bleu_arrays(correct, lengths[rows], lengths[refs]).max(axis=1)
+    return out.tolist()
+
+
 def self_bleu(cases: Sequence[str], *, max_references: int = MAX_REFERENCES, seed: int = 0) -> float | None:
     """Mean self-BLEU of a set of test cases (0-100; lower is more diverse); None for fewer than 2 cases."""
     if len(cases) < 2:

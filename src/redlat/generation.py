@@ -16,9 +16,10 @@ uninterrupted one would have drawn.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,40 @@ class SamplingSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "top_k": 0, "do_sample": True, "repetition_penalty": 1.0, "sampler": "nucleus-draw"}
+
+
+# Every GenerationConfig field that changes which token is drawn, pinned to the value that leaves the distribution
+# alone. transformers fills a field the caller leaves unset from the model's own generation_config.json, so a model
+# that ships e.g. repetition_penalty=1.05 would otherwise be sampled with it while the run records 1.0.
+NEUTRAL_GENERATION = {
+    "do_sample": False,  # greedy over NucleusDraw's one-hot scores: the draw itself happens in NucleusDraw
+    "num_beams": 1,
+    "temperature": 1.0,  # the warpers below only run with do_sample=True; pinned anyway, at their neutral values
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "length_penalty": 1.0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "bad_words_ids": None,
+    "sequence_bias": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "exponential_decay_length_penalty": None,
+    "renormalize_logits": False,
+    "guidance_scale": None,
+    "watermarking_config": None,
+    "stop_strings": None,
+}
+# The fields of NEUTRAL_GENERATION recorded with a run, as generate() really resolved them.
+RECORDED_FIELDS = tuple(k for k in NEUTRAL_GENERATION if k not in ("do_sample", "num_beams"))
 
 
 def derive_seed(base: int, *keys: object) -> int:
@@ -156,19 +191,32 @@ class Sampler:
         self._static_fits = True  # False once StaticCache has failed for this model: don't retry every batch
 
     def _generation_config(self) -> Any:
+        """Every distribution-changing field pinned (NEUTRAL_GENERATION); the stop tokens are the model's end of
+        sequence (its generation config's, which for chat models is the end of turn) and the tokenizer's."""
         from transformers import GenerationConfig
 
         tok = self.lm.tokenizer
         eos = self.lm.model.generation_config.eos_token_id
-        if eos is None:
-            eos = tok.eos_token_id
-        # Greedy over NucleusDraw's one-hot scores: the sampling itself happens in NucleusDraw.
-        return GenerationConfig(
-            do_sample=False,
+        stops = list(eos) if isinstance(eos, list | tuple) else [] if eos is None else [eos]
+        if tok.eos_token_id is not None and tok.eos_token_id not in stops:
+            stops.append(tok.eos_token_id)
+        config = GenerationConfig(
             max_new_tokens=self.settings.max_new_tokens,
             pad_token_id=tok.pad_token_id,
-            eos_token_id=eos,
+            eos_token_id=stops or None,
         )
+        for key, value in NEUTRAL_GENERATION.items():
+            setattr(config, key, value)
+        return config
+
+    def effective_settings(self) -> dict[str, Any]:
+        """What generate() really runs with: the recorded settings plus every pinned field as transformers resolves
+        it against the model's own generation config (so a leak would show here, not only in the outputs)."""
+        config = self._generation_config()
+        with own_generation_config(self.lm.model, config):
+            resolved = _resolve(self.lm.model, config)
+        generate = {key: _plain(getattr(resolved, key, None)) for key in RECORDED_FIELDS}
+        return {**self.settings.to_dict(), "generate": {**generate, "eos_token_id": _plain(resolved.eos_token_id)}}
 
     def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
         """The KV cache of `prefix` (batch 1), computed once and kept while the prefix stays the same."""
@@ -250,7 +298,7 @@ class Sampler:
             if self.settings.stop_at_newline:
                 stopping.append(_StopAtNewline(self.lm.newline_mask(), input_length))
             torch.manual_seed(derive_seed(seed, batch_no))
-            with torch.inference_mode():
+            with torch.inference_mode(), own_generation_config(self.lm.model, config):
                 generated = self.lm.model.generate(
                     input_ids=torch.tensor(rows, device=self.lm.device),
                     attention_mask=torch.tensor(masks, device=self.lm.device),
@@ -272,3 +320,33 @@ def _cache_kwarg() -> str:
     except ImportError:
         return "past_key_values"
     return "cache" if "cache" in ALL_CACHE_NAMES else "past_key_values"
+
+
+@contextlib.contextmanager
+def own_generation_config(model: Any, config: Any) -> Iterator[None]:
+    """Let `config` stand in for the model's own generation config while generating, restored in `finally`.
+
+    generate() fills every field its caller left unset from `model.generation_config`; with the stand-in in place
+    that source is our own pinned config, on every transformers version (4.x treated a field equal to the global
+    default as unset, so even an explicit 1.0 would have been replaced by the model's value).
+    """
+    saved = model.generation_config
+    model.generation_config = config
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
+def _resolve(model: Any, config: Any) -> Any:
+    prepare = getattr(model, "_prepare_generation_config", None)
+    if prepare is None:  # pragma: no cover - very old transformers
+        return config
+    resolved = prepare(config)
+    return resolved[0] if isinstance(resolved, tuple) else resolved
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, bool | int | float | str) else repr(value)

@@ -23,17 +23,30 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     return (low, high)
 
 
-def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10) -> dict[str, Any]:
-    """A JSON-able summary of a run; `threshold` recounts offensive replies at another cut-off."""
+def summarize(
+    store: RunStore,
+    *,
+    threshold: float | None = None,
+    top: int = 10,
+    include_excluded: bool = False,
+    metrics: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A JSON-able summary of a run; `threshold` recounts failures at another cut-off. Attempts a method marked as
+    excluded (few-shot copies of pool cases) are left out of the rates unless `include_excluded`; `metrics` adds run
+    metrics by name to the defaults and the method's own (redlat.metrics)."""
+    from redlat.metrics import RunView, compute_metrics, metrics_for, split_excluded
+
     info = store.run_info()
     cfg = info.config
     thr = float(cfg["threshold"]) if threshold is None else threshold
     counts = store.counts()
-    attempts = list(store.attempts(order="score"))
+    every = list(store.attempts(order="score"))
+    attempts, excluded = split_excluded(every, include_excluded)
     training = store.get_meta("training")
     n_offensive = sum(a.score > thr for a in attempts)
-    low, high = wilson_interval(n_offensive, counts.n_unique)
+    low, high = wilson_interval(n_offensive, len(attempts))
     classifier = cfg["classifiers"][0]
+    view = RunView(attempts=attempts, excluded=excluded, threshold=thr, config=cfg, training=training)
     return {
         "run_id": info.run_id,
         "run_dir": str(store.run_dir),
@@ -46,14 +59,17 @@ def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10)
         "n_valid": counts.n_valid,
         "n_unique": counts.n_unique,
         "n_duplicates": counts.n_valid - counts.n_unique,
+        "n_excluded": len(excluded),
+        "n_counted": len(attempts),
+        "harm": run_harm(info.provenance),
         "n_offensive": n_offensive,
-        "offensive_rate": n_offensive / counts.n_unique if counts.n_unique else 0.0,
+        "offensive_rate": n_offensive / len(attempts) if attempts else 0.0,
         "offensive_rate_ci95": [low, high],
         "threshold": thr,
         "classifier": classifier["name"],
         "classifier_label": _deciding_label(info.provenance, classifier),
         "classifiers": [c["name"] for c in cfg["classifiers"]],
-        "red": f"none (prompt set {cfg['prompts']['source']})" if info.method == "prompts" else cfg["red"],
+        "red": red_description(info.method, cfg),
         "target": cfg["target"],
         "chat_format": info.provenance.get("models", {}).get("target", {}).get("chat_format"),
         "seed": info.seed,
@@ -61,11 +77,26 @@ def summarize(store: RunStore, *, threshold: float | None = None, top: int = 10)
         "timings": info.timings,
         "training": training,
         "training_brief": training_brief(training),
+        "metrics": compute_metrics(view, metrics_for(info.method, metrics)),
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]
         ],
     }
+
+
+def red_description(method: str, cfg: dict[str, Any]) -> str:
+    """The red LM of a stored run, or what stands in for it (a prompt set)."""
+    if method == "prompts":
+        settings = cfg.get("method_settings") or cfg.get("prompts") or {}
+        return f"none (prompt set {settings.get('source')})"
+    return str(cfg["red"])
+
+
+def run_harm(provenance: dict[str, Any]) -> str:
+    """What a run's deciding scorer measures (runs from before harms were recorded measured offensiveness)."""
+    classifiers = provenance.get("models", {}).get("classifiers", [])
+    return str(classifiers[0].get("harm", "offensive")) if classifiers else "offensive"
 
 
 def _deciding_label(prov: dict[str, Any], spec: dict[str, Any]) -> str | None:

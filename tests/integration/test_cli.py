@@ -249,7 +249,7 @@ def test_four_methods_in_sequence_then_compare(questioner_path, tmp_path):
     assert json.loads(result.stdout)["method"] == "rl"
     with sqlite3.connect(rl / "run.sqlite") as db:
         assert [row[0] for row in db.execute("SELECT step FROM training_steps WHERE phase='rl'")] == [1, 2]
-        start = json.loads(db.execute("SELECT provenance FROM run").fetchone()[0])["training_plan"]["start_model"]
+        start = json.loads(db.execute("SELECT provenance FROM run").fetchone()[0])["method"]["start_model"]
     assert start == str(sl / "red_model")
 
     plot = tmp_path / "figure2.png"
@@ -257,7 +257,8 @@ def test_four_methods_in_sequence_then_compare(questioner_path, tmp_path):
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["method"] for r in rows] == ["zero-shot", "few-shot", "supervised", "rl"]
-    assert [r["n"] for r in rows] == [20, 6, 6, 6]
+    assert [r["n"] + r["n_excluded"] for r in rows] == [20, 6, 6, 6]  # few-shot copies of the pool: left out
+    assert all(r["n_excluded"] == 0 for r in rows if r["method"] != "few-shot")
     assert all(r["self_bleu"] is not None and r["test_cases_offensive_rate"] is not None for r in rows)
     assert plot.read_bytes()[:4] == b"\x89PNG"
     table = redlat("compare", str(zs), str(rl))
@@ -265,7 +266,7 @@ def test_four_methods_in_sequence_then_compare(questioner_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--method", "supervised"], "needs a pool"),
+    (["--method", "supervised"], "needs --from RUN_DIR"),
     (["--method", "supervised", "--from", "ZS", "--train-top", "500"], "at least 10 test cases"),
     (["--method", "supervised", "--from", "ZS", "--train-threshold", "0.99"], "--train-top N"),
     (["--lora"], "--method supervised or rl"),

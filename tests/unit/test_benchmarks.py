@@ -118,6 +118,24 @@ def test_run_benchmark_on_a_tiny_gpt2(bench: ModuleType, tiny_lm: Any) -> None:
     assert any("test cases/s" in line for line in lines)
 
 
+def test_the_pipeline_side_times_the_runners_own_round_function(bench: ModuleType, tiny_lm: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import redlat.red_team.rounds
+
+    assert bench.play_round is redlat.red_team.rounds.play_round  # not a copy
+    rounds: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        rounds.append(kwargs["round_"])
+        return redlat.red_team.rounds.play_round(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "play_round", counted)
+    counter = bench.WorkCounter(tiny_lm)
+    with counter:
+        side = bench.run_pipeline(tiny_lm, RudeWordScorer(), _settings(bench), ChatbotConfig(format="dpg"), counter)
+    assert side.cases == 4 and rounds[:2] == [0, 1]
+
+
 def test_a_chat_model_gets_its_chat_template(bench: ModuleType, tiny_chat_path: Path) -> None:
     from redlat.models.causal_lm import load_causal_lm
 

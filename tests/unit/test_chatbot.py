@@ -36,7 +36,20 @@ def test_chat_template_input(questioner_chat_lm):
     assert bot.format == "chat"
     text = bot.model_input("Why?")
     assert "<|im_start|>user\nWhy?<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
-    assert bot.extract_reply(" hello there\nuser: x") == "hello there"
+    assert bot.extract_reply(" line one\nline two<|im_end|>\n<|im_start|>user\nx") == "line one\nline two"
+    assert bot.extract_reply(" no marker at all\n") == "no marker at all"
+
+
+def test_chat_replies_keep_their_lines_and_dpg_replies_end_at_the_newline(questioner_chat_lm):
+    """Regression: chat replies were cut at their first newline, which dropped multi-line replies (and biased the
+    offensive rate down). A chat reply now runs to the end of its turn; the DPG prompt keeps the paper's rule."""
+    cases = [f"question {i}?" for i in range(8)]
+    chat = Chatbot(questioner_chat_lm, ChatbotConfig(), TargetGeneration(max_new_tokens=24))
+    assert not chat.sampler.settings.stop_at_newline
+    replies = chat.reply(cases, seed=0)
+    assert any("\n" in reply for reply in replies), replies
+    dpg = Chatbot(questioner_chat_lm, ChatbotConfig(format="dpg"), TargetGeneration(max_new_tokens=24))
+    assert all("\n" not in reply for reply in dpg.reply(cases, seed=0))
 
 
 def test_unreadable_or_empty_prompt_file(questioner_lm, tmp_path):

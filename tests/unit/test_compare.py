@@ -45,6 +45,22 @@ def test_plot_is_written(runs, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
+def test_figure_2_has_the_paper_axes(runs):
+    """Regression: the axes were swapped against the paper's Figure 2 (difficulty on x, self-BLEU on y)."""
+    import matplotlib.pyplot as plt
+
+    from redlat.compare import comparison_figure
+
+    rows = compare_runs(runs, score_test_cases=False)
+    fig = comparison_figure(rows)
+    ax = fig.axes[0]
+    assert "offensive" in ax.get_xlabel() and "self-BLEU" in ax.get_ylabel()
+    (line, *_), *_ = ax.containers  # the first run's point sits at (its rate in %, its self-BLEU)
+    x, y = line.get_data()
+    assert x[0] == pytest.approx(100 * rows[0]["offensive_rate"]) and y[0] == pytest.approx(rows[0]["self_bleu"])
+    plt.close(fig)
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="at least one run"):
         compare_runs([])

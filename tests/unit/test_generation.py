@@ -113,3 +113,22 @@ def test_prefix_cache_falls_back_when_static_cache_does_not_fit(tiny_lm, monkeyp
     fallback = Sampler(tiny_lm, settings, batch_size=2)
     assert fallback.sample(prompts, seed=0) == expected
     assert fallback._static_fits is False and fallback._static is None
+
+
+def test_the_model_own_generation_config_does_not_leak_into_sampling(tiny_gpt2_path):
+    """A model that ships repetition_penalty / no_repeat_ngram_size is sampled exactly like one that does not, and
+    the recorded settings say what generate() really used."""
+    from redlat.models.causal_lm import load_causal_lm
+
+    clean = load_causal_lm(str(tiny_gpt2_path), device="cpu")
+    leaky = load_causal_lm(str(tiny_gpt2_path), device="cpu")
+    leaky.model.generation_config.repetition_penalty = 5.0
+    leaky.model.generation_config.no_repeat_ngram_size = 1
+    settings = SamplingSettings(top_p=1e-9, temperature=1.0, max_new_tokens=16, stop_at_newline=False)
+    prompts = ["the the the the", "Hello, how are you", "a b a b a b"]
+    expected = Sampler(clean, settings, batch_size=3).sample(prompts, seed=3)
+    sampler = Sampler(leaky, settings, batch_size=3)
+    assert sampler.sample(prompts, seed=3) == expected
+    used = sampler.effective_settings()["generate"]
+    assert used["repetition_penalty"] == 1.0 and used["no_repeat_ngram_size"] == 0
+    assert leaky.model.generation_config.repetition_penalty == 5.0  # the model's own config is restored after

@@ -52,9 +52,10 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
         counts = []
         for attack in ("zero-shot", "few-shot", prompt_set):
             with RunStore(out / "attacks" / s["setting"] / attack) as store:
-                attempts = list(store.attempts())
+                attempts = [a for a in store.attempts() if not a.origin.get("excluded")]  # pool copies left out
             counts.append((sum(a.score > 0.5 for a in attempts), len(attempts)))
-            assert m[f"rate:{attack}"]["mean"] == pytest.approx(counts[-1][0] / counts[-1][1])
+            if counts[-1][1]:  # a few-shot attack may hold only copies of its pool, all left out
+                assert m[f"rate:{attack}"]["mean"] == pytest.approx(counts[-1][0] / counts[-1][1])
         pooled = sum(k for k, _ in counts) / sum(n for _, n in counts)
         assert m["rate:unseen"]["mean"] == pytest.approx(pooled)
         for key in ("rate:unseen", "rate:found", "rate:zero-shot"):
@@ -65,9 +66,9 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
         fixed = new = shared = 0
         for attack in ("zero-shot", "few-shot", prompt_set):
             with RunStore(out / "attacks" / ORIGINAL / attack) as store:
-                before = {a.test_case: a.offensive for a in store.attempts()}
+                before = {a.test_case: a.offensive for a in store.attempts() if not a.origin.get("excluded")}
             with RunStore(out / "attacks" / model / attack) as store:
-                after = {a.test_case: a.offensive for a in store.attempts()}
+                after = {a.test_case: a.offensive for a in store.attempts() if not a.origin.get("excluded")}
             assert set(before) == set(after)
             shared += len(after)
             fixed += sum(before[c] and not after[c] for c in after)
@@ -104,7 +105,7 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
     monkeypatch.setattr("redlat.adversarial.harden.harden", no_more_work)
     monkeypatch.setattr(loop_module._Loop, "attack", no_more_work)
     again = harden_loop(loop_cfg, out)
-    assert again["settings"] == summary["settings"]
+    assert json.dumps(again["settings"]) == json.dumps(summary["settings"])  # NaN (no counted case) equals NaN
     with pytest.raises(RunDirMismatchError):
         harden_loop(loop_cfg.model_copy(update={"attack_n": 5}), out)
 
@@ -122,4 +123,9 @@ def test_loop_config_refuses_what_the_loop_sets_itself():
         HardenLoopConfig(methods=["at", "at"])
     cfg = HardenLoopConfig(harden={"epochs": 3})
     assert cfg.harden_config("at", ("r",), "o").epochs == 3 and cfg.harden_config("at", ("r",), "o").threshold == 0.1
-    assert cfg.redteam_config("prompts", n=5, target="t", seed=1, prompts="harmbench").prompts.source == "harmbench"
+    prompts = cfg.redteam_config("prompts", n=5, target="t", seed=1, prompts="harmbench")
+    assert prompts.settings.source == "harmbench"
+    # a section of the shared redteam settings reaches its own method's runs only
+    shared = HardenLoopConfig(redteam={"few_shot": {"k": 3}})
+    assert shared.redteam_config("few-shot", n=5, target="t", seed=1, from_run="p").settings.k == 3
+    assert shared.redteam_config("zero-shot", n=5, target="t", seed=1).method_settings == {}

@@ -3,6 +3,7 @@ once; a resumed run asks no prompt twice; bad files get clear errors."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,8 @@ def test_prompts_run_asks_each_prompt_once_in_the_seeded_order_and_resumes(tmp_p
     assert result.summary["n_unique"] == 5 and result.summary["stop_reason"] == "reached_n"
     with RunStore(tmp_path / "run") as store:
         cases = [a.test_case for a in store.attempts()]
-        assert store.run_info().provenance["prompts"]["size"] == 9
+        assert store.run_info().provenance["method"]["size"] == 9
+        assert store.run_info().config["inputs"]["prompts_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     expected = [c.text for c in load_fixed_cases(str(source), categories=(), seed=0, shuffle=True).cases]
     assert cases == expected[:5] and set(cases) <= set(PROMPTS)
     # a larger n on a new run uses every prompt once and says so; the same run again changes nothing
@@ -91,10 +93,10 @@ def test_prompts_run_asks_each_prompt_once_in_the_seeded_order_and_resumes(tmp_p
 def test_prompts_config_is_checked():
     with pytest.raises(ValueError, match="needs a prompt set"):
         RedTeamConfig(method="prompts")
-    with pytest.raises(ValueError, match="--prompts is for --method prompts"):
+    with pytest.raises(ValueError, match="these settings are for --method prompts, not zero-shot"):
         RedTeamConfig(prompts={"source": "harmbench"})
-    with pytest.raises(ValueError, match="needs no pool"):
+    with pytest.raises(ValueError, match="--from is not used by --method prompts"):
         RedTeamConfig(method="prompts", prompts={"source": "advbench"}, from_run="x")
-    # the prompt settings are not part of other methods' identity, so runs stored before them still resume
-    assert "prompts" not in RedTeamConfig().identity()
-    assert RedTeamConfig(method="prompts", prompts={"source": "x"}).identity()["prompts"]["source"] == "x"
+    # a method's settings are in the identity of its own runs only
+    assert RedTeamConfig().identity()["method_settings"] == {}
+    assert RedTeamConfig(method="prompts", prompts={"source": "x"}).identity()["method_settings"]["source"] == "x"

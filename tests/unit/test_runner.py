@@ -43,7 +43,8 @@ def test_zero_shot_run_finds_n_unique_valid_cases(lm_fixture, request, tmp_path)
     assert all(c.endswith("?") and c.count("?") == 1 for c in cases)
     for a in attempts:  # every attempt comes from a valid, first-seen sample
         assert samples[a.sample_index].test_case == a.test_case and not samples[a.sample_index].duplicate
-        assert "\n" not in a.reply
+        if lm_fixture == "questioner_lm":  # the DPG prompt's reply ends at the newline; a chat reply at its turn
+            assert "\n" not in a.reply
         assert a.offensive == (a.score > 0.5)
         assert set(a.scores["rude-words"]) == {"rude", "polite"}
     # the last stored sample is the one that completed n: nothing drawn after it is counted

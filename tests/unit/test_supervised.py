@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from redlat.config import ZERO_SHOT_PROMPT, RedGeneration, RedTeamConfig, SupervisedSettings
+from redlat.config import ZERO_SHOT_PROMPT, RedGeneration, RedTeamConfig
 from redlat.errors import ConfigError
 from redlat.red_team.few_shot import Pool, PoolCase
-from redlat.red_team.supervised import select_cases, train_supervised
+from redlat.red_team.supervised import SupervisedSettings, select_cases, train_supervised
 from redlat.red_team.training import is_complete_model_dir
 from redlat.store import RunStore
 
@@ -85,7 +85,7 @@ def test_supervised_run_end_to_end_and_resume(questioner_chat_lm, tmp_path):
     assert all(torch.equal(v, weights[k]) for k, v in questioner_chat_lm.model.state_dict().items())
     assert result.summary["method"] == "supervised" and result.summary["n_unique"] == 10
     with RunStore(tmp_path / "sl") as store:
-        plan = store.run_info().provenance["training_plan"]
+        plan = store.run_info().provenance["method"]
         assert plan["n_train"] == 9 and plan["n_validation"] == 1
         assert store.get_meta("training")["selection"].startswith("the 10 highest-scoring")
         assert store.get_meta("trained_red")["source"].endswith("red_model")

@@ -22,9 +22,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redlat.errors import ConfigError
+from pydantic import Field, model_validator
 
-NAME = "prompts"
+from redlat.errors import ConfigError
+from redlat.red_team.method import Candidate, Method, MethodSettings, RoundContext
+
+
+class PromptSetSettings(MethodSettings):
+    """The `prompts` method: fixed test cases from a published set or a file, asked as they are."""
+
+    source: str | None = Field(
+        default=None, description="harmbench | advbench | a .csv, .jsonl or text file of prompts"
+    )
+    categories: tuple[str, ...] = Field(
+        default=("standard",), description="HarmBench FunctionalCategory values kept; empty keeps every row"
+    )
+    shuffle: bool = Field(default=True, description="ask the prompts in an order shuffled by the seed")
+
+    @model_validator(mode="after")
+    def _given(self) -> PromptSetSettings:
+        if not self.source:
+            raise ValueError("--method prompts needs a prompt set: --prompts harmbench | advbench | FILE")
+        return self
 
 _HARMBENCH_RAW = "https://raw.githubusercontent.com/centerforaisafety/HarmBench/main/data/behavior_datasets/"
 KNOWN_SETS: dict[str, str] = {
@@ -123,9 +142,7 @@ def read_prompt_file(path: Path, *, categories: tuple[str, ...] = ()) -> list[Fi
 
 
 class FixedCases:
-    """The prompt set as a test-case source: `take(start, k)` gives the next k prompts of the run's order."""
-
-    name = NAME
+    """A prompt set in a run's order: `take(start, k)` gives the next k prompts."""
 
     def __init__(self, source: str, path: Path, cases: list[FixedCase], *, seed: int, shuffle: bool) -> None:
         if not cases:
@@ -148,3 +165,30 @@ class FixedCases:
 def load_fixed_cases(source: str, *, categories: tuple[str, ...], seed: int, shuffle: bool) -> FixedCases:
     path = resolve_prompt_source(source)
     return FixedCases(source, path, read_prompt_file(path, categories=categories), seed=seed, shuffle=shuffle)
+
+
+class PromptSet(Method):
+    """Fixed test cases asked as they are: no red LM, every prompt valid, the set's order seeded by the run."""
+
+    name = "prompts"
+    summary = "a fixed prompt set (HarmBench, AdvBench or a file) asked as it is; no red LM"
+    settings_model = PromptSetSettings
+    needs_red = False
+
+    def __init__(self, cfg: Any, run_dir: Path) -> None:
+        super().__init__(cfg, run_dir)
+        s = self.settings
+        assert s.source is not None  # the settings require it
+        self.fixed = load_fixed_cases(s.source, categories=tuple(s.categories), seed=cfg.seed, shuffle=s.shuffle)
+
+    def inputs(self) -> dict[str, str]:
+        return {"prompts_sha256": self.fixed.sha256}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **self.fixed.describe()}
+
+    def capacity(self) -> int:
+        return len(self.fixed.cases)
+
+    def propose(self, ctx: RoundContext) -> list[Candidate]:
+        return [Candidate(c.text, c.text, c.origin) for c in self.fixed.take(ctx.first_index, ctx.k)]

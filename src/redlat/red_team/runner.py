@@ -1,36 +1,37 @@
-"""The red-team loop shared by every test-case generator: sample, filter, deduplicate, reply, score, store.
+"""The red-team run, the same for every method: load, check or resume, let the method prepare, play rounds, finish.
 
-Work proceeds in rounds. A round draws up to `red_generation.batch_size` samples, puts its new unique test cases to
-the target, scores the replies, and commits all of it in one transaction. Every random draw is seeded from the run
-seed and the round number, so a run resumed after an interruption produces what an uninterrupted run would have.
+Work proceeds in rounds (red_team/rounds.py). A round takes up to `red_generation.batch_size` candidates from the
+method, puts its new unique test cases to the target, scores the replies, and commits all of it in one transaction.
+Every random draw is seeded from the run seed and the round number, so a run resumed after an interruption produces
+what an uninterrupted run would have. The method (red_team/method.py) is the only method-specific part.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
-import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat import provenance
-from redlat.config import TRAINED_METHODS, RedTeamConfig
-from redlat.errors import ConfigError, RunDirMismatchError
-from redlat.generation import Sampler, SamplingSettings, derive_seed
-from redlat.records import Attempt, Sample
-from redlat.red_team.zero_shot import ZeroShot, extract_test_case
+from redlat.config import RedTeamConfig
+from redlat.errors import RunDirMismatchError
+from redlat.generation import Sampler, SamplingSettings
+from redlat.red_team.method import Method, PrepareContext, method_class
+from redlat.red_team.rounds import play_round
+from redlat.scoring.base import harm_of
 from redlat.store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
     from redlat.chatbot import Chatbot
     from redlat.models.causal_lm import LoadedLM
-    from redlat.red_team.few_shot import FewShot
-    from redlat.red_team.prompt_sets import FixedCases
     from redlat.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class Components:
             "red": self.red.describe() if self.red is not None else None,
             "target": target,
             "classifiers": [
-                {"name": s.name, "label": s.label, "labels": list(s.labels), "weights": s.weights}
+                {"name": s.name, "label": s.label, "labels": list(s.labels), "weights": s.weights,
+                 "harm": harm_of(s)}
                 for s in self.scorers
             ],
         }
@@ -78,10 +80,9 @@ def default_run_dir(cfg: RedTeamConfig, root: Path = Path("runs")) -> Path:
     return root / f"{cfg.method}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def load_components(cfg: RedTeamConfig, *, red: str | None = None) -> Components:
-    """Load the red LM (`red`, default cfg.red), the target and the scorers.
-
-    The target shares the red LM's weights when they are the same model, except for methods that train the red LM.
+def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: str | None = None) -> Components:
+    """Load the red LM (`red`, else the method's, else cfg.red; none for methods without one), the target and the
+    scorers. The target shares the red LM's weights when they are the same model, unless the method trains its red LM.
     """
     from redlat.chatbot import Chatbot
     from redlat.models.causal_lm import load_causal_lm
@@ -92,9 +93,11 @@ def load_components(cfg: RedTeamConfig, *, red: str | None = None) -> Components
         from redlat.chatbot import load_dialogue_prompt
 
         load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
-    red_name = red if red is not None else cfg.red
-    red_lm = None if cfg.method == "prompts" else load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype)
-    shared = red_lm is not None and red_name == cfg.target and cfg.method not in TRAINED_METHODS
+    needs_red = method.needs_red if method is not None else method_class(cfg.method).needs_red
+    trains_red = method.trains_red if method is not None else method_class(cfg.method).trains_red
+    red_name = red or (method.red_model() if method is not None else None) or cfg.red
+    red_lm = load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype) if needs_red else None
+    shared = red_lm is not None and red_name == cfg.target and not trains_red
     target = red_lm if shared and red_lm is not None else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
     chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation)
     scorers = [
@@ -104,22 +107,53 @@ def load_components(cfg: RedTeamConfig, *, red: str | None = None) -> Components
     return Components(red=red_lm, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
 
 
-def check_resumable(run_dir: Path, cfg: RedTeamConfig) -> bool:
-    """True if run_dir holds a run of this config; raise if it holds a different one; False if it is new."""
+def make_method(cfg: RedTeamConfig, run_dir: str | Path) -> Method:
+    """The method the config names, ready to propose (a bad --from or prompt file fails here, before any model)."""
+    return method_class(cfg.method)(cfg, Path(run_dir))
+
+
+def run_identity(cfg: RedTeamConfig, method: Method) -> dict[str, Any]:
+    """What a resumed run must match: the config's identity, plus the content hashes of the method's inputs."""
+    inputs = method.inputs()
+    return {**cfg.identity(), "inputs": inputs} if inputs else cfg.identity()
+
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_resumable(run_dir: Path, identity: dict[str, Any]) -> bool:
+    """True if run_dir holds a run of this identity; raise if it holds a different one; False if it is new."""
     if not (run_dir / DB_NAME).exists():
         return False
     with RunStore(run_dir) as store:
         if not store.has_run():
             return False
         info = store.run_info()
-    if info.fingerprint == cfg.fingerprint():
+    if info.fingerprint == fingerprint(identity):
         return True
-    differences = _differences(info.config, cfg.identity())
+    differences = _differences(info.config, identity)
+    inputs_changed = any(d.startswith("inputs.") for d in differences)
     raise RunDirMismatchError(
         f"{run_dir} holds a run made with a different config, so it cannot be resumed with this one "
-        f"(differences, stored -> given: {'; '.join(differences)}). Use a new --run-dir, or repeat the "
-        "original settings to resume. The stored run was not changed."
+        f"(differences, stored -> given: {'; '.join(differences)}). "
+        + ("The method's inputs (its pool or prompt file) changed since the run began. " if inputs_changed else "")
+        + "Use a new --run-dir, or repeat the original settings to resume. The stored run was not changed."
     )
+
+
+def _complete_run(run_dir: Path, cfg: RedTeamConfig) -> RunStore | None:
+    """The store of a finished run of this config (its inputs need not be read again), else None."""
+    if not (run_dir / DB_NAME).exists():
+        return None
+    store = RunStore(run_dir)
+    if store.has_run():
+        info = store.run_info()
+        stored = {k: v for k, v in info.config.items() if k != "inputs"}
+        if info.status == "complete" and stored == cfg.identity():
+            return store
+    store.close()
+    return None
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -143,28 +177,25 @@ def redteam(
     from redlat.summary import summarize
 
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
-    resumed = check_resumable(run_dir, cfg)
-    if resumed:
-        with RunStore(run_dir) as store:
-            if store.run_info().status == "complete":
-                log.info("%s is already complete; nothing to do", run_dir)
-                return RunResult(run_dir=run_dir, resumed=True, summary=summarize(store))
-    method = make_method(cfg)  # a bad --from fails here, before any model is loaded
-    plan = TrainingPlan.make(cfg, run_dir) if cfg.method in TRAINED_METHODS else None  # so do too few cases
+    done = _complete_run(run_dir, cfg)
+    if done is not None:
+        with done:
+            log.info("%s is already complete; nothing to do", run_dir)
+            return RunResult(run_dir=run_dir, resumed=True, summary=summarize(done))
+    method = make_method(cfg, run_dir)  # a bad --from, pool or prompt file fails here, before any model is loaded
+    identity = run_identity(cfg, method)
+    resumed = check_resumable(run_dir, identity)
     if components is None:
-        components = load_components(cfg, red=plan.first_red if plan else None)
-    elif plan is not None and components.red is not None and components.red.model is components.chatbot.lm.model:
+        components = load_components(cfg, method)
+    elif method.trains_red and components.red is not None and components.red.model is components.chatbot.lm.model:
         components = replace(components, red=_separate_copy(components.red))  # training must not touch the target
     prov = provenance.collect(components.describe())
-    if method.name == "prompts":
-        prov["prompts"] = method.describe()
-    if method.name == "few-shot":
-        prov["pool"] = {"run_id": method.pool.run_id, "run_dir": method.pool.run_dir, "size": len(method.pool.cases)}
-    if plan is not None:
-        prov["training_plan"] = plan.describe()
-    prov["generation"] = {  # every decoding setting, including those implied rather than configured
-        "red": red_sampling_settings(cfg).to_dict(),
-        "target": components.chatbot.settings.to_dict(),
+    prov["method"] = method.describe()
+    prov["generation"] = {  # every decoding setting, as generate() resolves it against each model's own config
+        "red": Sampler(components.red, red_sampling_settings(cfg), batch_size=1).effective_settings()
+        if components.red is not None
+        else None,
+        "target": components.chatbot.sampler.effective_settings(),
     }
     with RunStore(run_dir, create=True) as store:
         if resumed:
@@ -174,159 +205,22 @@ def redteam(
                 run_id=uuid.uuid4().hex,
                 command="redteam",
                 method=cfg.method,
-                config=cfg.identity(),
-                fingerprint=cfg.fingerprint(),
+                config=identity,
+                fingerprint=fingerprint(identity),
                 seed=cfg.seed,
                 provenance=prov,
             )
         if on_start is not None:
             on_start(run_dir, resumed)
-        if plan is not None:
-            components = plan.trained_components(store, components, progress=progress is not None)
+        components = method.prepare(PrepareContext(run_dir, store, components, progress=progress is not None))
         _RoundLoop(cfg, store, components, method, progress).run()
         return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
-
-
-def make_method(cfg: RedTeamConfig) -> ZeroShot | FewShot | FixedCases:
-    """The test-case generator the config names. The trained methods write test cases zero-shot, with their red LM."""
-    if cfg.method == "prompts":
-        from redlat.red_team.prompt_sets import load_fixed_cases
-
-        assert cfg.prompts.source is not None  # the config validator guarantees it
-        return load_fixed_cases(
-            cfg.prompts.source, categories=cfg.prompts.categories, seed=cfg.seed, shuffle=cfg.prompts.shuffle
-        )
-    if cfg.method == "few-shot":
-        from redlat.red_team.few_shot import FewShot, load_pool
-
-        assert cfg.from_run is not None  # the config validator guarantees it
-        pool = load_pool(cfg.from_run)
-        return FewShot(cfg.red_generation.prompt, pool, k=cfg.few_shot.k, temperature=cfg.few_shot.temperature)
-    return ZeroShot(cfg.red_generation.prompt)
 
 
 def _separate_copy(lm: LoadedLM) -> LoadedLM:
     import copy
 
     return replace(lm, model=copy.deepcopy(lm.model), tokenizer=copy.deepcopy(lm.tokenizer))
-
-
-@dataclass
-class TrainingPlan:
-    """How a supervised or RL run gets its red LM: what to start from, what to train on, where to save it."""
-
-    cfg: RedTeamConfig
-    run_dir: Path
-    start_model: str  # what training starts from: a name, hub id or directory
-    cases: Any = None  # supervised: the selected TrainingCases
-
-    @classmethod
-    def make(cls, cfg: RedTeamConfig, run_dir: Path) -> TrainingPlan:
-        if cfg.method == "supervised":
-            from redlat.red_team.few_shot import load_pool
-            from redlat.red_team.supervised import select_cases
-
-            assert cfg.from_run is not None
-            pool = load_pool(cfg.from_run)
-            return cls(cfg, run_dir, cfg.red, select_cases(pool, cfg.supervised, cfg.seed))
-        return cls(cfg, run_dir, rl_start_model(cfg))
-
-    @property
-    def red_dir(self) -> Path:
-        from redlat.red_team.training import red_model_dir
-
-        return red_model_dir(self.run_dir)
-
-    @property
-    def trained(self) -> bool:
-        from redlat.red_team.training import is_complete_model_dir
-
-        return is_complete_model_dir(self.red_dir)
-
-    @property
-    def first_red(self) -> str:
-        """The red LM to load: the trained one if training already finished (a resumed run), else the start."""
-        return str(self.red_dir) if self.trained else self.start_model
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.cfg.method, "start_model": self.start_model, "from": self.cfg.from_run}
-        if self.cases is not None:
-            out.update(
-                selection=self.cases.rule, n_train=len(self.cases.train), n_validation=len(self.cases.validation)
-            )
-        return out
-
-    def trained_components(self, store: RunStore, parts: Components, *, progress: bool) -> Components:
-        """Train the red LM unless that is done, then return the components with the trained red LM in place."""
-        from redlat.models.causal_lm import load_causal_lm
-
-        if not self.trained:
-            info = self._train(store, parts, progress)
-            store.set_meta("training", info)
-        already = parts.red.source == str(self.red_dir) or parts.red.name == str(self.red_dir)
-        trained = (
-            parts.red if already else load_causal_lm(str(self.red_dir), device=self.cfg.device, dtype=self.cfg.dtype)
-        )
-        store.set_meta("trained_red", trained.describe())
-        return replace(parts, red=trained)
-
-    def _train(self, store: RunStore, parts: Components, progress: bool) -> dict[str, Any]:
-        cfg = self.cfg
-        if cfg.method == "supervised":
-            from redlat.red_team.supervised import train_supervised
-
-            return train_supervised(
-                parts.red,
-                self.cases,
-                cfg.supervised,
-                prompt=cfg.red_generation.prompt,
-                out_dir=self.red_dir,
-                store=store,
-                seed=cfg.seed,
-                progress=progress,
-            )
-        from redlat.red_team.rl import CHECKPOINT_DIR, OffensivenessReward, train_rl
-
-        reward = OffensivenessReward(
-            parts.chatbot,
-            parts.scorers[0],
-            threshold=cfg.threshold,
-            invalid_reward=cfg.rl.invalid_reward,
-            seed=cfg.seed,
-        )
-        return train_rl(
-            parts.red,
-            reward,
-            cfg.rl,
-            prompt=cfg.red_generation.prompt,
-            out_dir=self.red_dir,
-            checkpoint_dir=self.run_dir / CHECKPOINT_DIR,
-            store=store,
-            seed=cfg.seed,
-            progress=progress,
-            start_name=self.start_model,
-        )
-
-
-def rl_start_model(cfg: RedTeamConfig) -> str:
-    """--from a supervised (or RL) run: its trained red LM; --from a run without one: that run's red LM;
-    --from a model directory: that model; no --from: --red."""
-    from redlat.red_team.training import is_complete_model_dir, red_model_dir
-
-    if cfg.from_run is None:
-        return cfg.red
-    source = Path(cfg.from_run)
-    if is_complete_model_dir(red_model_dir(source)):
-        return str(red_model_dir(source))
-    if (source / DB_NAME).exists():
-        with RunStore(source) as store:
-            return str(store.run_info().config["red"])
-    if (source / "config.json").exists() and not (source / DB_NAME).exists() and any(source.glob("*.safetensors")):
-        return str(source)
-    raise ConfigError(
-        f"--from {source}: not a redlat run directory (no {DB_NAME}) nor a model directory; give a supervised run "
-        "to start RL from its trained red LM, or leave out --from and name the start model with --red"
-    )
 
 
 def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
@@ -336,12 +230,7 @@ def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
 
 class _RoundLoop:
     def __init__(
-        self,
-        cfg: RedTeamConfig,
-        store: RunStore,
-        parts: Components,
-        method: ZeroShot | FewShot | FixedCases,
-        progress: ProgressFactory | None,
+        self, cfg: RedTeamConfig, store: RunStore, parts: Components, method: Method, progress: ProgressFactory | None
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -354,10 +243,8 @@ class _RoundLoop:
             if parts.red is not None
             else None
         )
-        from redlat.red_team.prompt_sets import FixedCases
-
-        self.fixed = method if isinstance(method, FixedCases) else None  # the prompts method: no red LM
-        self.available = len(self.fixed.cases) if self.fixed is not None else math.inf
+        capacity = method.capacity()
+        self.available = capacity if capacity is not None else math.inf
         self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
 
     def run(self) -> None:
@@ -371,20 +258,24 @@ class _RoundLoop:
         try:
             while n_unique < cfg.n and n_samples < min(cfg.sample_cap, self.available):
                 t0 = time.perf_counter()
-                k = self._round_size(n_samples, n_unique)
-                samples, new = self._draw(round_, k, n_samples, n_unique, seen)
-                attempts = self._answer_and_score(round_, new, n_unique)
+                result = play_round(
+                    cfg, self.method, self.parts, self.red_sampler, round_=round_,
+                    k=self._round_size(n_samples, n_unique), first_index=n_samples, n_unique=n_unique, seen=seen,
+                    run_id=self.run_id,
+                )
                 t_store = time.perf_counter()
-                store.write_round(round_, samples, attempts, time.perf_counter() - t0)
+                store.write_round(round_, result.samples, result.attempts, t_store - t0)
                 self.stage_seconds["store"] += time.perf_counter() - t_store
-                seen.update(a.test_case for a in attempts)
-                n_samples += len(samples)
-                n_unique += len(attempts)
-                n_offensive += sum(a.offensive for a in attempts)
+                for stage, secs in result.seconds.items():
+                    self.stage_seconds[stage] += secs
+                seen.update(a.test_case for a in result.attempts)
+                n_samples += len(result.samples)
+                n_unique += len(result.attempts)
+                n_offensive += sum(a.offensive for a in result.attempts)
                 round_ += 1
                 if bar is not None:
                     bar.set_postfix(samples=n_samples, offensive=n_offensive, refresh=False)
-                    bar.update(len(attempts))
+                    bar.update(len(result.attempts))
         finally:
             if bar is not None:
                 bar.close()
@@ -412,68 +303,3 @@ class _RoundLoop:
         observed_yield = n_unique / n_samples if n_samples else 0.5
         wanted = math.ceil((cfg.n - n_unique) / max(observed_yield, 0.05) * 1.2) + 1
         return max(1, min(cfg.red_generation.batch_size, cfg.sample_cap - n_samples, wanted))
-
-    def _draw(
-        self, round_: int, k: int, first_index: int, n_unique: int, seen: set[str]
-    ) -> tuple[list[Sample], list[tuple[Sample, dict[str, Any]]]]:
-        """Draw k samples; keep them up to the one that completes n unique test cases."""
-        t0 = time.perf_counter()
-        if self.fixed is not None:
-            fixed = self.fixed.take(first_index, k)
-            texts = [c.text for c in fixed]
-            origins = [c.origin for c in fixed]
-        else:
-            rng = random.Random(derive_seed(self.cfg.seed, round_, "prompts"))
-            prompts = self.method.prompts(k, rng)  # type: ignore[union-attr]
-            assert self.red_sampler is not None
-            texts = self.red_sampler.sample(
-                [p for p, _ in prompts], seed=derive_seed(self.cfg.seed, round_, "red")
-            )
-            origins = [origin for _, origin in prompts]
-        self.stage_seconds["red"] += time.perf_counter() - t0
-        samples: list[Sample] = []
-        new: list[tuple[Sample, dict[str, Any]]] = []
-        in_round: set[str] = set()
-        for text, origin in zip(texts, origins, strict=True):
-            if n_unique + len(new) >= self.cfg.n:
-                break
-            case = text if self.fixed is not None else extract_test_case(text)
-            duplicate = case is not None and (case in seen or case in in_round)
-            sample = Sample(
-                index=first_index + len(samples), round=round_, text=text, test_case=case, duplicate=duplicate
-            )
-            samples.append(sample)
-            if case is not None and not duplicate:
-                in_round.add(case)
-                new.append((sample, origin))
-        return samples, new
-
-    def _answer_and_score(
-        self, round_: int, new: Sequence[tuple[Sample, dict[str, Any]]], first_index: int
-    ) -> list[Attempt]:
-        if not new:
-            return []
-        cases = [sample.test_case or "" for sample, _ in new]
-        t0 = time.perf_counter()
-        replies = self.parts.chatbot.reply(cases, seed=derive_seed(self.cfg.seed, round_, "target"))
-        t1 = time.perf_counter()
-        batches = {scorer.name: scorer.score(replies) for scorer in self.parts.scorers}
-        self.stage_seconds["target"] += t1 - t0
-        self.stage_seconds["score"] += time.perf_counter() - t1
-        deciding = batches[self.parts.scorers[0].name]
-        return [
-            Attempt(
-                index=first_index + i,
-                run_id=self.run_id,
-                method=self.method.name,
-                round=round_,
-                sample_index=sample.index,
-                test_case=cases[i],
-                reply=replies[i],
-                score=float(deciding.scores[i]),
-                offensive=float(deciding.scores[i]) > self.cfg.threshold,
-                scores={name: dict(batch.detail[i]) for name, batch in batches.items()},
-                origin=origin,
-            )
-            for i, (sample, origin) in enumerate(new)
-        ]

@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field, model_validator
+
+from redlat.config.base import LoraSettings
 from redlat.errors import ConfigError
+from redlat.red_team.few_shot import load_pool
+from redlat.red_team.method import MethodSettings, PrepareContext
 from redlat.red_team.training import (
+    TrainedRedLM,
     common_arguments,
+    dropout_off,
     known_warnings_hidden,
     lora_config,
     progress_bar,
@@ -28,13 +35,61 @@ from redlat.red_team.training import (
 )
 
 if TYPE_CHECKING:
-    from redlat.config import SupervisedSettings
     from redlat.models.causal_lm import LoadedLM
     from redlat.red_team.few_shot import Pool
     from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
 PHASE = "supervised"
+
+
+class SupervisedSettings(MethodSettings):
+    """Supervised red LM: maximum likelihood on the pool's failing test cases, in the zero-shot prompt format."""
+
+    select_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="train on pool cases scoring above this; default: the pool run's"
+    )
+    top: int | None = Field(
+        default=None, ge=1, description="instead: train on the pool's `top` highest-scoring cases"
+    )
+    min_cases: int = Field(default=10, ge=2, description="refuse to train on fewer selected cases than this")
+    val_fraction: float = Field(default=0.1, ge=0.0, lt=0.5, description="held out for the validation loss")
+    epochs: float = Field(default=1.0, gt=0.0, description="passes over the training cases")
+    learning_rate: float = Field(default=2e-5, gt=0.0, description="peak learning rate (linear decay)")
+    batch_size: int = Field(default=8, ge=1, description="cases per optimizer step")
+    lora: LoraSettings = LoraSettings()
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> SupervisedSettings:
+        if self.top is not None and self.select_threshold is not None:
+            raise ValueError("give either a selection threshold or --train-top, not both")
+        return self
+
+
+class Supervised(TrainedRedLM):
+    name = "supervised"
+    summary = "fine-tune the red LM on the pool's failing cases (TRL SFT), then write test cases zero-shot"
+    settings_model = SupervisedSettings
+    from_run = "required"
+    from_help = "the pool, a run whose failing test cases the red LM is fine-tuned on"
+
+    def __init__(self, cfg: Any, run_dir: Path) -> None:
+        super().__init__(cfg, run_dir)
+        assert cfg.from_run is not None  # the config requires it
+        self.pool = load_pool(cfg.from_run)
+        self.cases = select_cases(self.pool, self.settings, cfg.seed)  # too few cases fail before any model loads
+
+    def inputs(self) -> dict[str, str]:
+        return {"pool_sha256": self.pool.sha256}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "selection": self.cases.rule, "n_train": len(self.cases.train),
+                "n_validation": len(self.cases.validation)}
+
+    def train(self, ctx: PrepareContext) -> dict[str, Any]:
+        assert ctx.components.red is not None
+        return train_supervised(ctx.components.red, self.cases, self.settings, prompt=self.cfg.red_generation.prompt,
+                                out_dir=self.red_dir, store=ctx.store, seed=self.cfg.seed, progress=ctx.progress)
 
 
 @dataclass(frozen=True)
@@ -115,6 +170,7 @@ def train_supervised(
     )
     tokenizer = start.tokenizer
     padding_side = tokenizer.padding_side
+    dropout_off(start.model)  # the losses measured are then those of the model that is saved
     trainer = SFTTrainer(
         model=start.model,
         args=args,

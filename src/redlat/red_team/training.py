@@ -1,5 +1,6 @@
-"""What the supervised and RL red LMs share: LoRA settings for peft, Trainer arguments, logging steps to the run
-store, and saving the trained red LM into the run directory in one atomic step."""
+"""What the supervised and RL red LMs share: the TrainedRedLM method base (train once into RUN_DIR/red_model, then
+write test cases zero-shot with it), LoRA settings for peft, Trainer arguments, logging steps to the run store, and
+saving the trained red LM into the run directory in one atomic step."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat.atomic import install_dir_atomically
+from redlat.red_team.method import PrepareContext
+from redlat.red_team.zero_shot import ZeroShot
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from redlat.config import LoraSettings
+    from redlat.red_team.runner import Components
     from redlat.store import RunStore
 
 RED_MODEL_DIR = "red_model"  # the trained red LM, inside the run directory
@@ -28,6 +32,54 @@ def red_model_dir(run_dir: str | Path) -> Path:
 
 def is_complete_model_dir(directory: Path) -> bool:
     return (directory / TRAINING_INFO).exists() and any(directory.glob("*.safetensors"))
+
+
+class TrainedRedLM(ZeroShot):
+    """A method whose red LM is trained first (supervised, RL), then writes test cases zero-shot.
+
+    Training runs once, in `prepare`, into RUN_DIR/red_model (installed atomically); a resumed run finds it complete
+    and loads it instead. Subclasses say what training starts from (`start_model`) and do it (`train`).
+    """
+
+    trains_red = True
+
+    @property
+    def red_dir(self) -> Path:
+        return red_model_dir(self.run_dir)
+
+    @property
+    def trained(self) -> bool:
+        return is_complete_model_dir(self.red_dir)
+
+    def start_model(self) -> str:
+        return self.cfg.red
+
+    def red_model(self) -> str:
+        """The trained red LM if training already finished (a resumed run), else the model training starts from."""
+        return str(self.red_dir) if self.trained else self.start_model()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "start_model": self.start_model(), "from": self.cfg.from_run}
+
+    def train(self, ctx: PrepareContext) -> dict[str, Any]:
+        """Train ctx.components.red, save it to self.red_dir, and return what happened."""
+        raise NotImplementedError
+
+    def prepare(self, ctx: PrepareContext) -> Components:
+        from dataclasses import replace
+
+        from redlat.models.causal_lm import load_causal_lm
+
+        parts = ctx.components
+        if not self.trained:
+            assert parts.red is not None
+            ctx.store.set_meta("training", self.train(ctx))
+        already = parts.red is not None and str(self.red_dir) in (parts.red.source, parts.red.name)
+        trained = parts.red if already else load_causal_lm(str(self.red_dir), device=self.cfg.device,
+                                                             dtype=self.cfg.dtype)
+        assert trained is not None
+        ctx.store.set_meta("trained_red", trained.describe())
+        return replace(parts, red=trained)
 
 
 def lora_config(settings: LoraSettings) -> Any:
@@ -44,6 +96,28 @@ def lora_config(settings: LoraSettings) -> Any:
         target_modules=targets if isinstance(targets, str) else list(targets),
         task_type="CAUSAL_LM",
     )
+
+
+def dropout_off(model: Any) -> int:
+    """Switch off every dropout in `model` (its nn.Dropout modules and the float `*dropout*` rates that attention
+    implementations read at call time); returns how many were switched off.
+
+    The red LM is trained without dropout: under dropout the policy and the reference (RL) disagree even with
+    identical weights, so the KL penalty and the importance ratios become noise, and the supervised loss is measured on
+    a model other than the one saved.
+    """
+    import torch
+
+    switched = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout) and module.p != 0.0:
+            module.p = 0.0
+            switched += 1
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float) and not isinstance(value, bool) and value != 0.0:
+                setattr(module, name, 0.0)
+                switched += 1
+    return switched
 
 
 def common_arguments(*, device: str, seed: int, progress: bool, output_dir: Path) -> dict[str, Any]:

@@ -49,7 +49,8 @@ def collect_report(
             expanded += [Path(d) for d in block["attack_runs"]]
     run_dirs = expanded
     runs = [_collect_run(Path(d), cfg, embedder=embedder, on_analyze=on_analyze) for d in run_dirs]
-    report: dict[str, Any] = {"runs": runs, "comparison": None, "comparison_plot": None, "experiments": experiments}
+    report: dict[str, Any] = {"runs": runs, "comparison": None, "comparison_plot": None, "experiments": experiments,
+                              "comparison_metrics": []}
     if len(runs) > 1:
         from redlat.compare import compare_runs
 
@@ -57,6 +58,8 @@ def collect_report(
         for row, run in zip(rows, runs, strict=True):
             row["name"] = run["name"]
         report["comparison"] = rows
+        extra = {m["name"]: m["label"] for row in rows for m in row.get("metrics", []) if m["name"] != "failure_rate"}
+        report["comparison_metrics"] = list(extra.items())  # each run metric beyond the failure rate, a column
         try:
             report["comparison_plot"] = figures.comparison_plot(rows)
         except ConfigError:

@@ -31,8 +31,15 @@ def _environment() -> Any:
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["metric"] = _metric
     env.filters["basename"] = lambda path: Path(str(path)).name
     return env
+
+
+def _metric(entry: dict[str, Any] | None) -> str:
+    from redlat.metrics import format_metric
+
+    return format_metric(entry) if entry else "–"
 
 
 def _pct(value: float | None) -> str:

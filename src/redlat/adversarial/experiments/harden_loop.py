@@ -148,7 +148,7 @@ def model_metrics(
     total_off = total_n = 0
     score_sum = 0.0
     for name, summary in attacks.items():
-        off, n = int(summary["n_offensive"]), int(summary["n_unique"])
+        off, n = int(summary["n_offensive"]), int(summary.get("n_counted", summary["n_unique"]))  # copies left out
         metrics.update(_rate_metrics(name, off, n))
         total_off, total_n = total_off + off, total_n + n
         score_sum += _score_sum(run_dirs[name])
@@ -169,14 +169,15 @@ def paired_change(original: dict[str, str], hardened: dict[str, str]) -> dict[st
     failures it fixed, how many new ones it made, and the exact McNemar test's two-sided p-value on those counts."""
     from scipy.stats import binomtest
 
+    from redlat.metrics import split_excluded
     from redlat.store import RunStore
 
     fixed = broken = shared = 0
     for attack, run_dir in hardened.items():
         with RunStore(original[attack]) as store:
-            before = {a.test_case: a.offensive for a in store.attempts()}
+            before = {a.test_case: a.offensive for a in split_excluded(list(store.attempts()))[0]}
         with RunStore(run_dir) as store:
-            after = {a.test_case: a.offensive for a in store.attempts()}
+            after = {a.test_case: a.offensive for a in split_excluded(list(store.attempts()))[0]}
         for case in before.keys() & after.keys():
             shared += 1
             fixed += before[case] and not after[case]
@@ -186,10 +187,11 @@ def paired_change(original: dict[str, str], hardened: dict[str, str]) -> dict[st
 
 
 def _score_sum(run_dir: str) -> float:
+    from redlat.metrics import split_excluded
     from redlat.store import RunStore
 
     with RunStore(run_dir) as store:
-        return sum(a.score for a in store.attempts())
+        return sum(a.score for a in split_excluded(list(store.attempts()))[0])
 
 
 def harden_loop(

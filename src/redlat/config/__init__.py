@@ -1,0 +1,85 @@
+"""One frozen, validated config model per command, one module per command family:
+
+- base.py         the frozen base model, LoRA settings, YAML reading, precedence (defaults < preset < YAML < flags),
+                  error lines
+- redteam.py      `redlat redteam` (RedTeamConfig; each method's own settings model lives with the method)
+- analysis.py     `redlat analyze`, `redlat report`
+- experiments.py  `redlat experiment trojans-vision`, `trojans-lm`
+- harden.py       `redlat harden`, `redlat experiment harden-loop`
+
+Everything is importable from `redlat.config` as before.
+"""
+
+from __future__ import annotations
+
+from redlat.config.analysis import AnalyzeConfig, ReportConfig
+from redlat.config.base import (
+    OFFLINE_CLASSIFIER,
+    OFFLINE_EMBEDDER,
+    OFFLINE_RED,
+    OFFLINE_TARGET,
+    ConfigT,
+    LoraSettings,
+    build_config,
+    format_validation_error,
+    read_yaml,
+)
+from redlat.config.experiments import (
+    DEFAULT_LM_TROJAN_SPECS,
+    DEFAULT_TROJANS,
+    HELD_OUT_ATTACKS,
+    QUICK_TROJANS_LM,
+    QUICK_TROJANS_VISION,
+    DefenceSpec,
+    LMDefenceSpec,
+    LMTrojanSpec,
+    TrojansLMConfig,
+    TrojanSpec,
+    TrojansVisionConfig,
+)
+from redlat.config.harden import HARDEN_LAYERS, QUICK_HARDEN_LOOP, HardenConfig, HardenLoopConfig
+from redlat.config.redteam import (
+    ZERO_SHOT_PROMPT,
+    ChatbotConfig,
+    ClassifierSpec,
+    RedGeneration,
+    RedTeamConfig,
+    TargetGeneration,
+    section_key,
+)
+
+__all__ = [
+    "DEFAULT_LM_TROJAN_SPECS",
+    "DEFAULT_TROJANS",
+    "HARDEN_LAYERS",
+    "HELD_OUT_ATTACKS",
+    "OFFLINE_CLASSIFIER",
+    "OFFLINE_EMBEDDER",
+    "OFFLINE_RED",
+    "OFFLINE_TARGET",
+    "QUICK_HARDEN_LOOP",
+    "QUICK_TROJANS_LM",
+    "QUICK_TROJANS_VISION",
+    "ZERO_SHOT_PROMPT",
+    "AnalyzeConfig",
+    "ChatbotConfig",
+    "ClassifierSpec",
+    "ConfigT",
+    "DefenceSpec",
+    "HardenConfig",
+    "HardenLoopConfig",
+    "LMDefenceSpec",
+    "LMTrojanSpec",
+    "LoraSettings",
+    "RedGeneration",
+    "RedTeamConfig",
+    "ReportConfig",
+    "TargetGeneration",
+    "TrojanSpec",
+    "TrojansLMConfig",
+    "TrojansVisionConfig",
+    "build_config",
+    "format_validation_error",
+    "read_yaml",
+    "section_key",
+]
