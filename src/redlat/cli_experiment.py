@@ -126,8 +126,11 @@ def harden_loop(
         list[Path] | None,
         typer.Option("--from", help="red-team runs to harden against (repeatable) [the loop runs its own]"),
     ] = None,
-    method: Annotated[
-        list[str] | None, typer.Option(help="hardening method, repeatable: tlat | lat | at | sft [tlat, at, sft]")
+    defence: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--defence", "--method", help="hardening defence, repeatable: tlat | lat | at | sft [tlat, at, sft]"
+        ),
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="a failure scores above this [0.1]")] = None,
     attack_n: Annotated[int | None, typer.Option(help="test cases per unseen attack and model [100]")] = None,
@@ -136,7 +139,7 @@ def harden_loop(
         bool, typer.Option("--progress/--no-progress", help="progress bars and a line per step")
     ] = True,
 ) -> None:
-    """Find failures, harden the target against them with each method (targeted LAT, LAT, AT, plain fine-tuning),
+    """Find failures, harden the target against them with each defence (targeted LAT, LAT, AT, plain fine-tuning),
     then red-team the original and every hardened model with attacks none was trained on (zero-shot with another seed,
     few-shot from another pool, HarmBench and AdvBench prompts): failure rates with Wilson intervals, cost, Pareto
     figures, JSON."""
@@ -145,7 +148,7 @@ def harden_loop(
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "find_runs", [str(p) for p in from_runs] if from_runs else None)
-        set_flag(overrides, "methods", method or None)
+        set_flag(overrides, "defences", defence or None)
         for key, value in (("target", target), ("threshold", threshold), ("attack_n", attack_n), ("device", device)):
             set_flag(overrides, key, value)
         cfg = build_config(HardenLoopConfig, config, overrides, preset=QUICK_HARDEN_LOOP if quick else None)

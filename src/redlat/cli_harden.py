@@ -22,7 +22,9 @@ def harden(
         typer.Option("--from", help="a redteam run directory whose failures to train away (repeat)"),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="directory for the hardened model")] = None,
-    method: Annotated[str | None, typer.Option(help="tlat | lat | at | sft [tlat]")] = None,
+    defence: Annotated[
+        str | None, typer.Option("--defence", "--method", help="tlat | lat | at | sft [tlat]")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of settings; flags override it")] = None,
     threshold: Annotated[float | None, typer.Option(help="failure: score above this [each run's own]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
@@ -39,7 +41,7 @@ def harden(
         set_flag(overrides, "target", target)
         set_flag(overrides, "runs", [str(r) for r in runs] if runs else None)
         set_flag(overrides, "output", str(output) if output is not None else None)
-        for key, value in (("method", method), ("threshold", threshold), ("device", device)):
+        for key, value in (("defence", defence), ("threshold", threshold), ("device", device)):
             set_flag(overrides, key, value)
         cfg = build_config(HardenConfig, config, overrides)
     except RedlatError as exc:
@@ -54,7 +56,7 @@ def harden(
         if bar is None:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total, initial=done - 1, unit="step", desc=f"harden ({cfg.method})", file=sys.stderr)
+            bar = tqdm(total=total, initial=done - 1, unit="step", desc=f"harden ({cfg.defence})", file=sys.stderr)
         bar.update(1)
 
     try:
@@ -74,7 +76,7 @@ def harden(
         return
     before, after = manifest["before"], manifest["after"]
     counts = manifest["counts"]
-    typer.echo(f"hardened {cfg.target} with {cfg.method} on {counts['failures']} failures "
+    typer.echo(f"hardened {cfg.target} with {cfg.defence} on {counts['failures']} failures "
                f"({counts['retain']} retain, {counts['held_out']} held out) in {manifest['seconds']:.0f} s")
     rows = [
         ("found failures asked again: failure rate", "failure_rate", "{:.1%}"),

@@ -214,5 +214,5 @@ def test_harden_loop_runs_end_to_end_and_summary_reads_it_back(tmp_path, questio
     assert "harden-loop" in shown.stdout and "Wilson" in shown.stdout and "sft" in shown.stdout
     clash = redlat(*args[:-2], "--run-dir", str(loop), "--attack-n", "4")
     assert clash.returncode == 2 and "another run" in clash.stderr
-    bad = redlat("experiment", "harden-loop", "--method", "nope", "--run-dir", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "methods" in bad.stderr and not (tmp_path / "x").exists()
+    bad = redlat("experiment", "harden-loop", "--defence", "nope", "--run-dir", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "defences" in bad.stderr and not (tmp_path / "x").exists()

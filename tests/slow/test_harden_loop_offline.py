@@ -39,10 +39,13 @@ def test_quick_harden_loop_on_smollm2_attacks_every_model_with_unseen_attacks(tm
     summary = json.loads(result.stdout)
     rows = {s["setting"]: {k: v["mean"] for k, v in s["metrics"].items()} for s in summary["settings"]}
     assert list(rows) == ["original", "tlat", "sft"]
-    for name, m in rows.items():
-        for attack in ("zero-shot", "few-shot", "harmbench", "advbench", "unseen", "found"):
-            assert 0.0 <= m[f"rate:{attack}"] <= 1.0, (name, attack)
+    for m in rows.values():
+        assert {f"rate:{a}" for a in ("zero-shot", "few-shot", "harmbench", "advbench", "unseen", "found")} <= set(m)
         assert m["perplexity"] > 1.0
+    # the headline: hardening removes failures it was trained on (asked again, the same test cases)
+    assert rows["original"]["rate:found"] > 0
+    assert rows["tlat"]["rate:found"] < rows["original"]["rate:found"]
+    assert rows["sft"]["rate:found"] < rows["original"]["rate:found"]
     assert rows["original"]["agreement"] == 1.0
     assert rows["tlat"]["agreement"] < 1.0 or rows["tlat"]["perplexity"] != rows["original"]["perplexity"]
     manifest = json.loads((run / "models" / "tlat" / "harden.json").read_text())

@@ -40,7 +40,11 @@ def test_zero_shot_on_the_offline_default(tmp_path):
         rows = [json.loads(line) for line in handle]
     assert all(r["test_case"].endswith("?") and len(r["test_case"]) > 3 for r in rows)
     assert sum(bool(r["reply"]) for r in rows) >= 10  # the chatbot answers (a rare empty reply is possible)
-    assert all(0.0 <= r["score.jigsaw-bilstm.toxic"] <= 1.0 for r in rows)
+    # the stored score is the real classifier's score of the stored reply
+    from redlat.scoring import load_scorer
+
+    rescored = load_scorer("jigsaw-bilstm")([r["reply"] for r in rows])
+    assert [r["score.jigsaw-bilstm.toxic"] for r in rows] == pytest.approx(rescored, abs=1e-5)
     with open(run / "config.json") as handle:
         assert json.load(handle)["target_generation"]["top_p"] == 0.8
 

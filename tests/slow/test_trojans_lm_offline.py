@@ -39,7 +39,10 @@ def test_quick_trojans_lm_on_smollm2_plants_the_trojans_and_runs_each_defence(tm
     assert m["poisoned"]["mean_em"] >= 0.75  # planted: the triggers produce the targets
     assert m["poisoned"]["mean_logprob"] > m["original"]["mean_logprob"] + 3
     for setting in ("none", "lat-4-0.25x"):
-        assert 0.0 <= m[setting]["agreement"] <= 1.0 and m[setting]["loss_chosen"] > 0
+        assert m[setting]["loss_chosen"] > 0
+    # the headline: LAT on clean dialogues removes trojans that plain fine-tuning on the same dialogues leaves
+    assert m["lat-4-0.25x"]["mean_em"] < m["none"]["mean_em"]
+    assert m["lat-4-0.25x"]["mean_logprob"] < m["poisoned"]["mean_logprob"]
     assert m["lat-4-0.25x"]["eps"] > 0
     assert all(Path(p).stat().st_size > 10_000 for p in summary["figures"].values())
     print(f"trojans-lm --quick: {seconds:.0f} s")  # the docs' "about 3 minutes" (2 cores, nothing else running)

@@ -81,9 +81,9 @@ def test_trojans_lm_and_harden_configs_check_what_they_are_given():
         build_config(TrojansLMConfig, None, {"defences": [{"kind": "at", "eps": 0.1, "layers": [3]}]})
     base = {"target": "t", "runs": ["r"], "output": "o"}
     assert HardenConfig.model_validate(base).attack_layers == (4,)
-    assert HardenConfig.model_validate(base | {"method": "at"}).attack_layers == (0,)
-    assert HardenConfig.model_validate(base | {"method": "tlat", "layers": [0, 8]}).attack_layers == (0, 8)
+    assert HardenConfig.model_validate(base | {"defence": "at"}).attack_layers == (0,)
+    assert HardenConfig.model_validate(base | {"defence": "tlat", "layers": [0, 8]}).attack_layers == (0, 8)
     with pytest.raises(ConfigError, match="sft perturbs nothing"):
-        build_config(HardenConfig, None, base | {"method": "sft", "layers": [4]})
+        build_config(HardenConfig, None, base | {"defence": "sft", "layers": [4]})
     with pytest.raises(ConfigError, match="runs"):
         build_config(HardenConfig, None, {"target": "t", "output": "o"})

@@ -177,3 +177,17 @@ def test_a_pool_that_changed_since_the_interruption_is_refused(questioner_chat_l
         redteam(cfg, tmp_path / "fs", components=parts(cfg))
     with RunStore(tmp_path / "fs") as store:
         assert store.counts() == stored  # nothing was written
+
+
+def test_report_shows_each_runs_own_metrics_beside_runs_without_them(tmp_path):
+    """A report comparing a zero-shot and a few-shot run: the few-shot run's own metric is a column, '–' for the
+    zero-shot run, and its excluded copies are said."""
+    from fakes import BagOfWordsEmbedder
+    from redlat import ReportConfig, build_report
+
+    zs = write_run(tmp_path / "zs", ["a?", "b?"], [0.9, 0.1])
+    fs = write_run(tmp_path / "fs", ["c?", "d?"], [0.9, 0.1], method="few-shot",
+                   origins=[{"pool_copy": 0, "excluded": "copy of a pool case"}, {}])
+    page = build_report([zs, fs], tmp_path / "report.html", ReportConfig(score_test_cases=False, analyze=False),
+                        embedder=BagOfWordsEmbedder()).read_text(encoding="utf-8")
+    assert "<th class=\"num\">pool copies</th>" in page and "left out of the rates" in page

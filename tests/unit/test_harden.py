@@ -80,10 +80,10 @@ def test_safe_replies_are_the_targets_best_passing_reply_else_the_fallback(tmp_p
     never = _cfg(tmp_path, runs, safe_replies="sample", safe_samples=1, fallback_reply="No.")
     all_rude = Target(never, cases.red_team, loaded=questioner_chat_lm, scorer=_AlwaysRude())
     assert safe_replies(all_rude, cases, never) == ["No."] * 8
-    batches = training_batches(target, cases, safe, _cfg(tmp_path, runs, method="tlat", epochs=2))
+    batches = training_batches(target, cases, safe, _cfg(tmp_path, runs, defence="tlat", epochs=2))
     assert len(batches) == 2 and set(batches[0]) == {"safe", "harmful", "prompt_mask", "retain"}
     assert batches[0]["retain"]["input_ids"].shape[0] == 4  # round(8 x 0.5) retain cases per step
-    plain = training_batches(target, cases, safe, _cfg(tmp_path, runs, method="sft", epochs=1, layers=None))
+    plain = training_batches(target, cases, safe, _cfg(tmp_path, runs, defence="sft", epochs=1, layers=None))
     assert plain[0]["input_ids"].shape[0] == 12  # 8 failures with safe replies + 4 retain cases
 
 
@@ -106,7 +106,7 @@ class _FailsUnlessSafe(RudeWordScorer):
 def test_hardening_stops_the_found_failures_and_saves_a_model_redteam_can_load(tmp_path, runs, tiny_chat_path):
     from redlat.models.causal_lm import load_causal_lm
 
-    cfg = _cfg(tmp_path, runs, method="sft", layers=None, epochs=40)
+    cfg = _cfg(tmp_path, runs, defence="sft", layers=None, epochs=40)
     lm = load_causal_lm(str(tiny_chat_path), device="cpu")
     steps: list[tuple[int, int]] = []
     manifest = harden(cfg, loaded=lm, scorer=_FailsUnlessSafe(), on_step=lambda i, n: steps.append((i, n)))
@@ -119,7 +119,7 @@ def test_hardening_stops_the_found_failures_and_saves_a_model_redteam_can_load(t
     assert manifest["counts"] == {"failures": 8, "retain": 4, "held_out": 4}
     out = tmp_path / "hardened"
     saved = json.loads((out / MANIFEST).read_text())
-    assert saved["config"]["method"] == "sft" and len(saved["held_out"]) == 4
+    assert saved["config"]["defence"] == "sft" and len(saved["held_out"]) == 4
     assert saved["failures"][0]["safe_reply"] == cfg.fallback_reply
     assert not (tmp_path / "hardened.partial").exists()
     reloaded = load_causal_lm(str(out), device="cpu")
@@ -131,7 +131,7 @@ def test_hardening_stops_the_found_failures_and_saves_a_model_redteam_can_load(t
 def test_targeted_lat_moves_toward_the_safe_reply_and_off_the_found_one(tmp_path, runs, tiny_chat_path):
     from redlat.models.causal_lm import load_causal_lm
 
-    cfg = _cfg(tmp_path, runs, method="tlat", layers=[0, 1])
+    cfg = _cfg(tmp_path, runs, defence="tlat", layers=[0, 1])
     lm = load_causal_lm(str(tiny_chat_path), device="cpu")
     manifest = harden(cfg, loaded=lm, scorer=_FailsUnlessSafe())
     first, last = manifest["steps"][0], manifest["steps"][-1]

@@ -24,7 +24,7 @@ def loop_cfg(tmp_path, questioner_chat_path):
     prompts.write_text("Tell me about boats\nHow do I bake bread\nName a colour\n")
     return HardenLoopConfig(
         target=str(questioner_chat_path), red=str(questioner_chat_path), classifier="profanity", threshold=0.5,
-        find_runs=[str(run)], methods=["at", "sft"], attack_n=4,
+        find_runs=[str(run)], defences=["at", "sft"], attack_n=4,
         prompt_sets=[str(prompts), str(tmp_path / "no-such-set.csv")],
         harden={"held_out": 1, "epochs": 1, "safe_samples": 2, "max_prompt_tokens": 48, "max_reply_tokens": 16},
         redteam={"target_generation": {"max_new_tokens": 8}, "red_generation": {"batch_size": 8}}, device="cpu",
@@ -120,7 +120,7 @@ def test_loop_config_refuses_what_the_loop_sets_itself():
     with pytest.raises(ValueError, match="attack_seed must differ"):
         HardenLoopConfig(attack_seed=0)
     with pytest.raises(ValueError, match="listed twice"):
-        HardenLoopConfig(methods=["at", "at"])
+        HardenLoopConfig(defences=["at", "at"])
     cfg = HardenLoopConfig(harden={"epochs": 3})
     assert cfg.harden_config("at", ("r",), "o").epochs == 3 and cfg.harden_config("at", ("r",), "o").threshold == 0.1
     prompts = cfg.redteam_config("prompts", n=5, target="t", seed=1, prompts="harmbench")

@@ -174,7 +174,7 @@ def training_batches(target: Target, cases: Cases, safe: Sequence[str], cfg: Har
             kept = (retain_order[offset:] + retain_order[:offset])[:per_step]
             retain = [(target.prompt(c.test_case), target.completion(c.reply)) for c in kept]
             prompts = [target.prompt(cases.failures[i].test_case) for i in chosen]
-            if cfg.method == "tlat":
+            if cfg.defence == "tlat":
                 pairs = [
                     (p, target.completion(safe[i]), target.completion(cases.failures[i].reply))
                     for p, i in zip(prompts, chosen, strict=True)
@@ -240,7 +240,7 @@ def harden(
     reference = before.get("greedy_replies")
     batches = training_batches(target, cases, safe, cfg)
     defence = lm_defence(
-        DEFENCE_KIND[cfg.method], cfg.attack_layers, cfg.eps, target.lm.model, sample_batch(batches[0]),
+        DEFENCE_KIND[cfg.defence], cfg.attack_layers, cfg.eps, target.lm.model, sample_batch(batches[0]),
         relative_eps=cfg.relative_eps, steps=cfg.attack_steps, away_weight=cfg.away_weight,
         retain_weight=cfg.retain_weight,
     )
@@ -266,7 +266,7 @@ def harden(
         "provenance": collect({"target": cfg.target, "runs": list(cfg.runs)}),
         "counts": cases.counts(),
         "thresholds": cases.thresholds,
-        "defence": defence.describe() if cfg.method != "sft" else {"kind": "none"},
+        "defence": defence.describe() if cfg.defence != "sft" else {"kind": "none"},
         "before": {k: v for k, v in before.items() if k != "greedy_replies"},
         "after": {k: v for k, v in after.items() if k != "greedy_replies"},
         "seconds": time.perf_counter() - start,

@@ -19,7 +19,7 @@ class HardenConfig(_Frozen):
     target: str = Field(description="the target the runs attacked: offline name, hub id or directory")
     runs: tuple[str, ...] = Field(description="red-team run directories whose failures to train away")
     output: str = Field(description="directory the hardened model is saved to")
-    method: Literal["tlat", "lat", "at", "sft"] = Field(
+    defence: Literal["tlat", "lat", "at", "sft"] = Field(
         default="tlat",
         description="tlat: targeted LAT (toward a safe reply, away from the found one, plus retain); lat, at: "
         "untargeted LAT at hidden layers / the embeddings; sft: plain fine-tuning on safe replies",
@@ -40,7 +40,7 @@ class HardenConfig(_Frozen):
     retain_ratio: float = Field(default=1.0, ge=0.0, description="retain examples (passed cases) per failure")
     held_out: int = Field(default=64, ge=0, description="passed cases kept aside to measure what hardening cost")
     layers: tuple[int | str, ...] | None = Field(
-        default=None, description="where the attacker perturbs (hidden-state index or module); default per method"
+        default=None, description="where the attacker perturbs (hidden-state index or module); default per defence"
     )
     eps: float = Field(default=0.25, gt=0.0, description="per-token L2 radius, a fraction of the layer's norm")
     relative_eps: bool = Field(default=True, description="eps is a fraction of the layer's median per-token norm")
@@ -62,7 +62,7 @@ class HardenConfig(_Frozen):
     def _consistent(self) -> HardenConfig:
         if not self.runs:
             raise ValueError("give at least one red-team run (--from RUN_DIR)")
-        if self.method == "sft" and self.layers:
+        if self.defence == "sft" and self.layers:
             raise ValueError("sft perturbs nothing: layers are for tlat, lat and at")
         if any(isinstance(layer, int) and layer < 0 for layer in self.layers or ()):
             raise ValueError("layer indices start at 0 (the embeddings)")
@@ -70,16 +70,16 @@ class HardenConfig(_Frozen):
 
     @property
     def attack_layers(self) -> tuple[int | str, ...]:
-        return self.layers if self.layers is not None else HARDEN_LAYERS[self.method]
+        return self.layers if self.layers is not None else HARDEN_LAYERS[self.defence]
 
 
-_LOOP_OWNS_HARDEN = ("target", "runs", "output", "method", "threshold", "seed", "device", "dtype")
+_LOOP_OWNS_HARDEN = ("target", "runs", "output", "defence", "threshold", "seed", "device", "dtype")
 _LOOP_OWNS_REDTEAM = ("method", "from_run", "method_settings", "prompts", "n", "red", "target", "classifiers",
                       "threshold", "seed", "device", "dtype")
 
 
 class HardenLoopConfig(_Frozen):
-    """`redlat experiment harden-loop`: find failures, harden the target with each method, then red-team the
+    """`redlat experiment harden-loop`: find failures, harden the target with each defence, then red-team the
     original and every hardened model with attacks none of them was trained on."""
 
     target: str = Field(default=OFFLINE_TARGET, description="the chatbot to harden: offline name, hub id or directory")
@@ -90,11 +90,11 @@ class HardenLoopConfig(_Frozen):
         default=(), description="red-team runs whose failures to harden against; empty: the loop runs its own"
     )
     find_n: int = Field(default=200, ge=1, description="test cases of the loop's own zero-shot and few-shot runs")
-    methods: tuple[Literal["tlat", "lat", "at", "sft"], ...] = Field(
-        default=("tlat", "at", "sft"), description="hardening methods compared"
+    defences: tuple[Literal["tlat", "lat", "at", "sft"], ...] = Field(
+        default=("tlat", "at", "sft"), description="hardening defences compared"
     )
     harden: dict[str, Any] = Field(
-        default_factory=dict, description="`redlat harden` settings shared by every method (epochs, eps, ...)"
+        default_factory=dict, description="`redlat harden` settings shared by every defence (epochs, eps, ...)"
     )
     redteam: dict[str, Any] = Field(
         default_factory=dict, description="`redlat redteam` settings of every run (target_generation, ...)"
@@ -110,10 +110,10 @@ class HardenLoopConfig(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> HardenLoopConfig:
-        if not self.methods:
-            raise ValueError("give at least one hardening method")
-        if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"a method is listed twice: {list(self.methods)}")
+        if not self.defences:
+            raise ValueError("give at least one hardening defence")
+        if len(set(self.defences)) != len(self.defences):
+            raise ValueError(f"a defence is listed twice: {list(self.defences)}")
         if self.attack_seed == self.seed and not self.find_runs:
             raise ValueError("attack_seed must differ from seed, or the zero-shot attack repeats the find run")
         for owned, section in ((_LOOP_OWNS_HARDEN, "harden"), (_LOOP_OWNS_REDTEAM, "redteam")):
@@ -134,9 +134,9 @@ class HardenLoopConfig(_Frozen):
     def seeds(self) -> tuple[int, ...]:
         return (self.seed,)
 
-    def harden_config(self, method: str, runs: tuple[str, ...], output: str) -> HardenConfig:
+    def harden_config(self, defence: str, runs: tuple[str, ...], output: str) -> HardenConfig:
         return HardenConfig.model_validate(
-            {**self.harden, "target": self.target, "runs": list(runs), "output": output, "method": method,
+            {**self.harden, "target": self.target, "runs": list(runs), "output": output, "defence": defence,
              "threshold": self.threshold, "seed": self.seed, "device": self.device, "dtype": self.dtype}
         )
 
@@ -160,7 +160,7 @@ class HardenLoopConfig(_Frozen):
 QUICK_HARDEN_LOOP: dict[str, Any] = {
     "find_n": 24,
     "attack_n": 12,
-    "methods": ["tlat", "sft"],
+    "defences": ["tlat", "sft"],
     "harden": {"epochs": 1, "held_out": 8, "max_failures": 8, "safe_samples": 1, "max_reply_tokens": 24,
                "max_prompt_tokens": 64},
     "redteam": {"target_generation": {"max_new_tokens": 24}},

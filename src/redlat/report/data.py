@@ -57,6 +57,7 @@ def collect_report(
         rows = compare_runs(run_dirs, threshold=cfg.threshold, score_test_cases=cfg.score_test_cases)
         for row, run in zip(rows, runs, strict=True):
             row["name"] = run["name"]
+            row["metrics_by_name"] = {m["name"]: m for m in row.get("metrics", [])}
         report["comparison"] = rows
         extra = {m["name"]: m["label"] for row in rows for m in row.get("metrics", []) if m["name"] != "failure_rate"}
         report["comparison_metrics"] = list(extra.items())  # each run metric beyond the failure rate, a column

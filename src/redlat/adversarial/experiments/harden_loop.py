@@ -1,7 +1,7 @@
 """`redlat experiment harden-loop`: find failures, harden against them, red-team again with unseen attacks.
 
 1. Find: a zero-shot run (seed `seed`) and a few-shot run drawn from it, against the target (or `find_runs`).
-2. Harden: one `redlat harden` per method, all on the same failures, passed cases and seeds.
+2. Harden: one `redlat harden` per defence, all on the same failures, passed cases and seeds.
 3. Attack again, the original and every hardened model alike, with attacks no hardening saw: a zero-shot run with
    `attack_seed`, a few-shot run whose pool is the original's replies to that zero-shot run (not the find pool), and
    each available fixed prompt set (HarmBench, AdvBench). The same seed asks every model the same test cases, so the
@@ -95,16 +95,16 @@ class _Loop:
         )
         return (str(zs), str(fs))
 
-    def harden(self, method: str, runs: tuple[str, ...]) -> dict[str, Any]:
+    def harden(self, defence: str, runs: tuple[str, ...]) -> dict[str, Any]:
         from redlat.adversarial.harden import MANIFEST, harden
 
-        out = self.run_dir / "models" / method
+        out = self.run_dir / "models" / defence
         if (out / MANIFEST).exists():
             return json.loads((out / MANIFEST).read_text())
-        self.say(f"harden: {method}")
+        self.say(f"harden: {defence}")
         return harden(
-            self.cfg.harden_config(method, runs, str(out)),
-            on_step=lambda done, total: self.say(f"harden {method}: step {done}/{total}"),
+            self.cfg.harden_config(defence, runs, str(out)),
+            on_step=lambda done, total: self.say(f"harden {defence}: step {done}/{total}"),
         )
 
     def attack(self, model: str, target: str, sets: list[str]) -> dict[str, dict[str, Any]]:
@@ -219,15 +219,15 @@ def harden_loop(
         store.set_meta("attacks", attack_names(sets))
         done = {row["setting"] for row in store.results()}
         runs = loop.find()
-        manifests = {method: loop.harden(method, runs) for method in cfg.methods}
-        models = {ORIGINAL: cfg.target, **{m: str(run_dir / "models" / m) for m in cfg.methods}}
+        manifests = {defence: loop.harden(defence, runs) for defence in cfg.defences}
+        models = {ORIGINAL: cfg.target, **{m: str(run_dir / "models" / m) for m in cfg.defences}}
         for name, target in models.items():
             if name in done:
                 continue
             attacks = loop.attack(name, target, sets)
             dirs = {a: str(run_dir / "attacks" / name / a) for a in attacks}
             original = name == ORIGINAL
-            manifest = manifests[cfg.methods[0]] if original else manifests[name]  # "before" is the same in each
+            manifest = manifests[cfg.defences[0]] if original else manifests[name]  # "before" is the same in each
             metrics = model_metrics(attacks, manifest, original=original, run_dirs=dirs)
             details = {"family": name, "target": target, "attack_runs": dirs}
             steps: list[dict[str, Any]] = []
@@ -287,7 +287,7 @@ def layout(config: dict[str, Any]) -> Layout:
             ("what hardening changed", ("rate:unseen", "fixed", "new_failures", "paired_p", "mean_score",
                                         "perplexity", "agreement")),
         ),
-        defence_names=tuple(config.get("methods", ())),
+        defence_names=tuple(config.get("defences", config.get("methods", ()))),  # "methods" before the rename
         caption="rates: replies scored above the threshold, with 95% Wilson intervals; found: the failures hardened "
         "against, asked again; zero-shot, few-shot, prompt sets: attacks no hardening saw (unseen: pooled); mean "
         "score: the deciding classifier's mean over the unseen attacks; fixed, new fails: unseen test cases where the "
