@@ -148,8 +148,8 @@ def test_harden_refuses_bad_input_clearly_and_writes_nothing(tmp_path, tiny_chat
     assert result.returncode == 2 and "not a run directory" in result.stderr
     result = redlat("harden", "--target", str(tiny_chat_path), "-o", str(out))
     assert result.returncode == 2 and "runs" in result.stderr
-    result = redlat("harden", "--target", str(tiny_chat_path), "--from", str(run), "-o", str(out), "--method", "x")
-    assert result.returncode == 2 and "method" in result.stderr
+    result = redlat("harden", "--target", str(tiny_chat_path), "--from", str(run), "-o", str(out), "--defence", "x")
+    assert result.returncode == 2 and "defence" in result.stderr
     assert not out.exists() and "Traceback" not in result.stderr
 
 

@@ -29,6 +29,7 @@ def test_targeted_lat_with_lora_on_smollm2_and_hh_dialogues():
     from redlat.dialogues import read_hh
     from redlat.models.causal_lm import load_causal_lm
 
+    torch.manual_seed(0)  # the attack's random start
     lm = load_causal_lm("smollm2-135m-instruct", device="cpu")
     dialogues = read_hh(HH, limit=4)
     # safe = the preferred reply, harmful = the other one; the retain data is the preferred reply again
@@ -49,6 +50,7 @@ def test_targeted_lat_with_lora_on_smollm2_and_hh_dialogues():
     assert len(logs) == 4 and count_hooks(model) == 0
     assert all(0 < v <= 1.5 * (1 + 1e-5) for log in logs for v in log.norms.values())
     assert all(log.adv_loss > log.clean_loss for log in logs)  # the attack pulls toward the rejected reply
-    assert logs[-1].loss < logs[0].loss  # and the defender learns under it
+    # and the defender learns under it: its retain loss and its pull toward the rejected reply both fall
+    assert logs[-1].clean_loss < logs[0].clean_loss and logs[-1].extra["away_loss"] < logs[0].extra["away_loss"]
     assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
     assert hidden == 576 and seconds < 300

