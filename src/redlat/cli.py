@@ -202,12 +202,21 @@ def redteam(
         set_flag(overrides, dotted, value)
     if classifier:
         overrides["classifiers"] = [{"name": name} for name in classifier]
-    trained_section = {"supervised": "supervised", "rl": "rl"}.get(method or "")
-    if (lora is not None or learning_rate is not None) and trained_section is None:
-        fail("--lora/--full and --learning-rate are for --method supervised or rl")
-    if trained_section is not None:
-        set_flag(overrides, f"{trained_section}.lora.enabled", lora)
-        set_flag(overrides, f"{trained_section}.learning_rate", learning_rate)
+    trains_red = False
+    if method is not None:
+        from redlat.config import section_key
+        from redlat.red_team.method import method_class
+
+        try:
+            trains_red = method_class(method).trains_red
+        except RedlatError as exc:
+            fail(str(exc), exc.exit_code)
+    if (lora is not None or learning_rate is not None) and not trains_red:
+        fail("--lora/--full and --learning-rate are for methods that train the red LM (--method supervised or rl)")
+    if trains_red:
+        assert method is not None
+        set_flag(overrides, f"{section_key(method)}.lora.enabled", lora)
+        set_flag(overrides, f"{section_key(method)}.learning_rate", learning_rate)
     try:
         cfg = build_config(RedTeamConfig, config, overrides)
         if offensive_label is not None:

@@ -86,11 +86,18 @@ def summarize(
 
 
 def red_description(method: str, cfg: dict[str, Any]) -> str:
-    """The red LM of a stored run, or what stands in for it (a prompt set)."""
-    if method == "prompts":
-        settings = cfg.get("method_settings") or cfg.get("prompts") or {}
-        return f"none (prompt set {settings.get('source')})"
-    return str(cfg["red"])
+    """The red LM of a stored run, or, for a method without one, the method and its source (a prompt set's)."""
+    from redlat.errors import ConfigError
+    from redlat.red_team.method import method_class
+
+    try:
+        needs_red = method_class(method).needs_red
+    except ConfigError:  # a plugin not installed here
+        needs_red = bool(cfg.get("red"))
+    if needs_red:
+        return str(cfg["red"])
+    source = (cfg.get("method_settings") or cfg.get("prompts") or {}).get("source")  # "prompts": runs stored before
+    return f"none ({method}{f': {source}' if source else ''})"
 
 
 def run_harm(provenance: dict[str, Any]) -> str:

@@ -180,7 +180,7 @@ def test_redteam_with_a_prompt_set_and_bad_prompt_input(tmp_path, questioner_cha
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["n_unique"] == 2 and summary["stop_reason"] == "used_every_prompt"
-    assert summary["red"].startswith("none (prompt set")
+    assert summary["red"].startswith("none (prompts: ")
     missing = redlat(*base, "--prompts", str(tmp_path / "nope.csv"), "--run-dir", str(tmp_path / "bad"))
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
     assert not (tmp_path / "bad").exists()

@@ -141,7 +141,7 @@ def method_class(name: str) -> type[Method]:
             f"unknown method {name!r}; the methods are: {', '.join(method_names())} "
             "(or give your own as package.module:Class)"
         )
-    loaded = _import(path or name, what="method")
+    loaded = import_object(path or name, what="method")
     if not (isinstance(loaded, type) and issubclass(loaded, Method)):
         raise ConfigError(f"method {name!r} is {loaded!r}, not a subclass of redlat.red_team.method.Method")
     return loaded
@@ -153,7 +153,8 @@ def _entry_points() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def _import(path: str, *, what: str) -> Any:
+def import_object(path: str, *, what: str) -> Any:
+    """`package.module:attribute`, or a ConfigError that says why it cannot be loaded."""
     module_name, _, attribute = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -161,8 +162,4 @@ def _import(path: str, *, what: str) -> Any:
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot load the {what} {path!r}: {exc}") from exc
 
-
-def import_object(path: str, *, what: str) -> Any:
-    """`package.module:attribute`, or a ConfigError that says why it cannot be loaded."""
-    return _import(path, what=what)
 
