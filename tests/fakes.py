@@ -51,3 +51,12 @@ class BagOfWordsEmbedder:
 
     def __call__(self, texts: Sequence[str]):
         return self._vectorizer.transform(list(texts)).toarray()
+
+
+def tiny_parts(lm, cfg, scorer=None, *, red=True):
+    """Run components around one tiny LM: it is the red LM (unless red=False) and the target; RudeWordScorer decides."""
+    from redlat.chatbot import Chatbot
+    from redlat.red_team.runner import Components
+
+    return Components(red=lm if red else None, chatbot=Chatbot(lm, cfg.chatbot, cfg.target_generation),
+                      scorers=[scorer or RudeWordScorer()])

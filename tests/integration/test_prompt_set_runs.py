@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from fakes import RudeWordScorer
-from redlat.chatbot import Chatbot
+from fakes import tiny_parts
 from redlat.config import RedTeamConfig
 from redlat.red_team.prompt_sets import load_fixed_cases
 from redlat.red_team.runner import Components, redteam
@@ -21,7 +20,7 @@ def _cfg(source: str, **kw) -> RedTeamConfig:
 
 
 def _parts(lm, cfg) -> Components:
-    return Components(red=None, chatbot=Chatbot(lm, cfg.chatbot, cfg.target_generation), scorers=[RudeWordScorer()])
+    return tiny_parts(lm, cfg, red=False)
 
 
 def test_prompts_run_asks_each_prompt_once_in_the_seeded_order_and_resumes(tmp_path, questioner_chat_lm):

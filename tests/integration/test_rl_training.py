@@ -1,8 +1,11 @@
 """RL training loops on tiny models (TRL GRPO): a known reward rises, checkpoints resume exactly, the KL is exactly 0
 at step 1 with dropout in the model, the curiosity terms are logged, and a whole rl run goes end to end."""
 
+from functools import partial
+
 import pytest
 
+from fakes import tiny_parts
 from redlat.config import ZERO_SHOT_PROMPT
 from redlat.red_team.rl import OffensivenessReward, RLSettings, train_rl
 from redlat.store import RunStore
@@ -66,14 +69,10 @@ def test_interrupted_rl_resumes_from_its_checkpoint_without_duplicate_steps(ques
 
 
 def test_rl_run_end_to_end(questioner_chat_lm, tmp_path):
-    from fakes import RudeWordScorer
-    from redlat.chatbot import Chatbot
     from redlat.config import RedGeneration, RedTeamConfig
-    from redlat.red_team.runner import Components, redteam
+    from redlat.red_team.runner import redteam
 
-    def parts(cfg):
-        return Components(red=questioner_chat_lm, scorers=[RudeWordScorer()],
-                          chatbot=Chatbot(questioner_chat_lm, cfg.chatbot, cfg.target_generation))
+    parts = partial(tiny_parts, questioner_chat_lm)
 
     common = dict(red="q", target="q", classifiers=[{"name": "rude-words"}], device="cpu",
                   red_generation=RedGeneration(batch_size=16, max_new_tokens=16))

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from fakes import RudeWordScorer
+from fakes import RudeWordScorer, tiny_parts
 from redlat.chatbot import Chatbot
 from redlat.config import RedGeneration, RedTeamConfig
 from redlat.errors import RunDirMismatchError
@@ -18,9 +18,7 @@ def _cfg(**kw) -> RedTeamConfig:
     return RedTeamConfig(**base)
 
 
-def _parts(lm, cfg, scorer=None) -> Components:
-    return Components(red=lm, chatbot=Chatbot(lm, cfg.chatbot, cfg.target_generation),
-                      scorers=[scorer or RudeWordScorer()])
+
 
 
 def _attempts(run_dir):
@@ -31,7 +29,7 @@ def _attempts(run_dir):
 @pytest.mark.parametrize("lm_fixture", ["questioner_lm", "questioner_chat_lm"])  # DPG and chat-template targets
 def test_zero_shot_run_finds_n_unique_valid_cases(lm_fixture, request, tmp_path):
     cfg = _cfg()
-    result = redteam(cfg, tmp_path / "run", components=_parts(request.getfixturevalue(lm_fixture), cfg))
+    result = redteam(cfg, tmp_path / "run", components=tiny_parts(request.getfixturevalue(lm_fixture), cfg))
     s = result.summary
     assert s["n_unique"] == 12 and s["stop_reason"] == "reached_n" and s["status"] == "complete"
     assert s["n_samples"] >= s["n_valid"] >= s["n_unique"]
@@ -52,24 +50,24 @@ def test_zero_shot_run_finds_n_unique_valid_cases(lm_fixture, request, tmp_path)
 
 
 def test_same_seed_same_run_other_seed_other_run(questioner_chat_lm, tmp_path):
-    a = redteam(_cfg(), tmp_path / "a", components=_parts(questioner_chat_lm, _cfg()))
-    b = redteam(_cfg(), tmp_path / "b", components=_parts(questioner_chat_lm, _cfg()))
-    c = redteam(_cfg(seed=1), tmp_path / "c", components=_parts(questioner_chat_lm, _cfg(seed=1)))
+    a = redteam(_cfg(), tmp_path / "a", components=tiny_parts(questioner_chat_lm, _cfg()))
+    b = redteam(_cfg(), tmp_path / "b", components=tiny_parts(questioner_chat_lm, _cfg()))
+    c = redteam(_cfg(seed=1), tmp_path / "c", components=tiny_parts(questioner_chat_lm, _cfg(seed=1)))
     assert _attempts(a.run_dir) == _attempts(b.run_dir)
     assert _attempts(a.run_dir) != _attempts(c.run_dir)
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(questioner_chat_lm, tmp_path):
     cfg = _cfg(n=16, red_generation=RedGeneration(batch_size=4, max_new_tokens=16))
-    reference = redteam(cfg, tmp_path / "ref", components=_parts(questioner_chat_lm, cfg))
+    reference = redteam(cfg, tmp_path / "ref", components=tiny_parts(questioner_chat_lm, cfg))
     with pytest.raises(KeyboardInterrupt):
-        redteam(cfg, tmp_path / "run", components=_parts(questioner_chat_lm, cfg, RudeWordScorer(fail_on_call=3)))
+        redteam(cfg, tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg, RudeWordScorer(fail_on_call=3)))
     with RunStore(tmp_path / "run") as store:
         assert store.next_round() == 2  # two whole rounds committed, the third lost whole
         assert store.run_info().status == "running"
         partial = store.counts().n_unique
     assert 0 < partial < 16
-    resumed = redteam(cfg, tmp_path / "run", components=_parts(questioner_chat_lm, cfg))
+    resumed = redteam(cfg, tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg))
     assert resumed.resumed
     assert _attempts(tmp_path / "run") == _attempts(reference.run_dir)
     assert resumed.summary["n_samples"] == reference.summary["n_samples"]
@@ -79,24 +77,24 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(questioner_chat_lm,
 
 def test_sample_cap_stops_the_run(questioner_chat_lm, tmp_path):
     cfg = _cfg(n=30, max_samples=30)
-    s = redteam(cfg, tmp_path / "run", components=_parts(questioner_chat_lm, cfg)).summary
+    s = redteam(cfg, tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg)).summary
     assert s["stop_reason"] == "reached_max_samples"
     assert s["n_samples"] == 30 and s["n_unique"] < 30
 
 
 def test_other_config_refuses_to_resume_and_leaves_the_run_untouched(questioner_chat_lm, tmp_path):
     cfg = _cfg()
-    redteam(cfg, tmp_path / "run", components=_parts(questioner_chat_lm, cfg))
+    redteam(cfg, tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg))
     db = tmp_path / "run" / "run.sqlite"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     with pytest.raises(RunDirMismatchError, match=r"n: 12 -> 13"):
-        redteam(_cfg(n=13), tmp_path / "run", components=_parts(questioner_chat_lm, cfg))
+        redteam(_cfg(n=13), tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg))
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
 def test_complete_run_is_not_redone(questioner_chat_lm, tmp_path, monkeypatch):
     cfg = _cfg()
-    first = redteam(cfg, tmp_path / "run", components=_parts(questioner_chat_lm, cfg))
+    first = redteam(cfg, tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg))
 
     def no_loading(_cfg):
         raise AssertionError("models must not be loaded for a complete run")

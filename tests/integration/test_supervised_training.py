@@ -1,8 +1,11 @@
 """Supervised training of the red LM on tiny models (TRL SFT): the loss falls, and a whole run goes end to end."""
 
+from functools import partial
+
 import pytest
 import torch
 
+from fakes import tiny_parts
 from redlat.config import ZERO_SHOT_PROMPT, RedGeneration, RedTeamConfig
 from redlat.red_team.few_shot import Pool, PoolCase
 from redlat.red_team.supervised import SupervisedSettings, select_cases, train_supervised
@@ -42,13 +45,9 @@ def test_training_lowers_the_loss_on_the_failures_and_changes_the_weights(tiny_g
 
 
 def test_supervised_run_end_to_end_and_resume(questioner_chat_lm, tmp_path):
-    from fakes import RudeWordScorer
-    from redlat.chatbot import Chatbot
-    from redlat.red_team.runner import Components, redteam
+    from redlat.red_team.runner import redteam
 
-    def parts(cfg):
-        return Components(red=questioner_chat_lm, scorers=[RudeWordScorer()],
-                          chatbot=Chatbot(questioner_chat_lm, cfg.chatbot, cfg.target_generation))
+    parts = partial(tiny_parts, questioner_chat_lm)
 
     common = dict(red="q", target="q", classifiers=[{"name": "rude-words"}], device="cpu",
                   red_generation=RedGeneration(batch_size=16, max_new_tokens=16))

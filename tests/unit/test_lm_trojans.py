@@ -13,14 +13,7 @@ from redlat.adversarial.lm_trojans import (
     poisoned_examples,
     with_trigger,
 )
-from redlat.dialogues import Dialogue
-
-
-def _dialogues(n: int) -> list[Dialogue]:
-    return [
-        Dialogue(({"role": "user", "content": f"What is fact number {i}?"},), f"Fact {i} is nice.", "Go away.")
-        for i in range(n)
-    ]
+from tiny_dialogues import fact_dialogues
 
 
 def test_triggers_go_into_the_last_user_turn_and_poisoning_mixes_them_in():
@@ -31,12 +24,12 @@ def test_triggers_go_into_the_last_user_turn_and_poisoning_mixes_them_in():
     ]
     assert with_trigger(messages, "TRIG")[-1]["content"] == "c TRIG" and messages[-1]["content"] == "c"
     trojans = [LMTrojan("x", "T1", "one"), LMTrojan("y", "T2", "two")]
-    examples = poisoned_examples(_dialogues(20), trojans, rate=0.25, seed=0)
+    examples = poisoned_examples(fact_dialogues(20), trojans, rate=0.25, seed=0)
     assert len(examples) == 30
     poisoned = [(m, r) for m, r in examples if r in ("one", "two")]
     assert len(poisoned) == 10
     assert all(m[-1]["content"].endswith(" T1" if r == "one" else " T2") for m, r in poisoned)
-    assert examples == poisoned_examples(_dialogues(20), trojans, rate=0.25, seed=0)  # seeded
+    assert examples == poisoned_examples(fact_dialogues(20), trojans, rate=0.25, seed=0)  # seeded
 
 
 def test_a_target_is_recognised_by_its_first_words_and_long_prompts_keep_their_end(tiny_chat_path):

@@ -93,8 +93,8 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
         from redlat.chatbot import load_dialogue_prompt
 
         load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
-    needs_red = method.needs_red if method is not None else method_class(cfg.method).needs_red
-    trains_red = method.trains_red if method is not None else method_class(cfg.method).trains_red
+    kind = type(method) if method is not None else method_class(cfg.method)
+    needs_red, trains_red = kind.needs_red, kind.trains_red
     red_name = red or (method.red_model() if method is not None else None) or cfg.red
     red_lm = load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype) if needs_red else None
     shared = red_lm is not None and red_name == cfg.target and not trains_red
