@@ -60,3 +60,31 @@ def tiny_parts(lm, cfg, scorer=None, *, red=True):
 
     return Components(red=lm if red else None, chatbot=Chatbot(lm, cfg.chatbot, cfg.target_generation),
                       scorers=[scorer or RudeWordScorer()])
+
+
+KILL_SWITCH_ENV = "REDLAT_TEST_KILL_SWITCH"  # a file path: the process that scores while it exists kills itself
+
+
+class _KillableRudeWords(RudeWordScorer):
+    """RudeWordScorer that, while the kill-switch file exists, removes it and kills its own process with SIGKILL
+    (only one process can win the rename): a worker dying in the middle of a round."""
+
+    def score(self, texts: Sequence[str]) -> ScoreBatch:
+        import os
+        import signal
+
+        switch = os.environ.get(KILL_SWITCH_ENV)
+        if switch:
+            try:
+                os.rename(switch, f"{switch}.fired")
+            except OSError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().score(texts)
+
+
+def load_rude_words(*, label=None, device="cpu", batch_size=64, cache=None):
+    """RudeWordScorer as a loadable scorer (`fakes:load_rude_words`), for runs whose workers load their own scorers;
+    it dies once when the kill switch (KILL_SWITCH_ENV) is armed."""
+    return _KillableRudeWords()

@@ -74,6 +74,8 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
                                               "--include-excluded counts them)"))
     rows += [(m["label"], format_metric(m)) for m in summary.get("metrics", []) if m["name"] != "failure_rate"]
     rows.append(("stopped", stop))
+    if summary.get("execution"):
+        rows.append(("ran on", "; then ".join(describe_execution(e) for e in summary["execution"])))
     if summary.get("training_brief"):
         rows.insert(2, ("red LM trained", f"{summary['method']}: {summary['training_brief']}"))
     for key, value in rows:
@@ -240,3 +242,14 @@ def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
         for row in rows:
             table.add_row(*(safe_text(row[i]) for i in keep))
         console.print(table)
+
+
+def describe_execution(entry: dict[str, Any]) -> str:
+    """One process of a run: "in-process", or "Ray: 2 workers (1 CPU, 1 thread each) on host-a"."""
+    if entry.get("engine") != "ray":
+        return str(entry.get("engine", "in-process"))
+    gpus = f", {entry['gpus_per_worker']:g} GPU" if entry.get("gpus_per_worker") else ""
+    hosts = ", ".join(entry.get("hosts", []))
+    return (f"Ray: {entry['workers']} worker{'s' if entry['workers'] != 1 else ''} ({entry['cpus_per_worker']:g} CPU"
+            f"{gpus}, {entry['threads_per_worker']} thread{'s' if entry['threads_per_worker'] != 1 else ''} each) "
+            f"on {hosts}")

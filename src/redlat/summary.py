@@ -75,6 +75,7 @@ def summarize(
         "seed": info.seed,
         "git_commit": info.provenance.get("git", {}).get("commit"),
         "timings": info.timings,
+        "execution": store.get_meta("execution") or [],
         "training": training,
         "training_brief": training_brief(training),
         "metrics": compute_metrics(view, metrics_for(info.method, metrics)),

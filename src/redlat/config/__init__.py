@@ -6,6 +6,7 @@
 - analysis.py     `redlat analyze`, `redlat report`
 - experiments.py  `redlat experiment trojans-vision`, `trojans-lm`
 - harden.py       `redlat harden`, `redlat experiment harden-loop`
+- scale.py        where the work runs (RaySettings: `--ray`), shared by the commands that scale out
 
 Everything is importable from `redlat.config` as before.
 """
@@ -47,6 +48,7 @@ from redlat.config.redteam import (
     TargetGeneration,
     section_key,
 )
+from redlat.config.scale import RaySettings
 
 __all__ = [
     "DEFAULT_LM_TROJAN_SPECS",
@@ -71,6 +73,7 @@ __all__ = [
     "LMDefenceSpec",
     "LMTrojanSpec",
     "LoraSettings",
+    "RaySettings",
     "RedGeneration",
     "RedTeamConfig",
     "ReportConfig",

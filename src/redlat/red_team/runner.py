@@ -8,13 +8,14 @@ what an uninterrupted run would have. The method (red_team/method.py) is the onl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,16 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from redlat import provenance
 from redlat.config import RedTeamConfig
-from redlat.errors import RunDirMismatchError
+from redlat.errors import ConfigError, RunDirMismatchError
 from redlat.generation import Sampler, SamplingSettings
 from redlat.red_team.method import Method, PrepareContext, method_class
-from redlat.red_team.rounds import play_round
+from redlat.red_team.rounds import RoundPlan, RoundResult, RunCounts, play_round
 from redlat.scoring.base import harm_of
 from redlat.store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
     from redlat.chatbot import Chatbot
     from redlat.models.causal_lm import LoadedLM
+    from redlat.scale.ray_rounds import RayWorkers
     from redlat.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -185,36 +187,83 @@ def redteam(
     method = make_method(cfg, run_dir)  # a bad --from, pool or prompt file fails here, before any model is loaded
     identity = run_identity(cfg, method)
     resumed = check_resumable(run_dir, identity)
-    if components is None:
-        components = load_components(cfg, method)
-    elif method.trains_red and components.red is not None and components.red.model is components.chatbot.lm.model:
-        components = replace(components, red=_separate_copy(components.red))  # training must not touch the target
-    prov = provenance.collect(components.describe())
-    prov["method"] = method.describe()
-    prov["generation"] = {  # every decoding setting, as generate() resolves it against each model's own config
-        "red": Sampler(components.red, red_sampling_settings(cfg), batch_size=1).effective_settings()
-        if components.red is not None
-        else None,
-        "target": components.chatbot.sampler.effective_settings(),
-    }
-    with RunStore(run_dir, create=True) as store:
-        if resumed:
-            store.record_resume(prov)
+    on_ray = cfg.ray.enabled
+    if on_ray and components is not None:
+        raise ConfigError("with --ray the workers load the models themselves; do not pass components")
+    # The driver loads models only when it needs them: always in-process; on Ray only for a method that prepares
+    # (trains its red LM) first. Otherwise the workers load them and the first one describes them.
+    prepares_here = not on_ray or _has_own_prepare(method)
+    with contextlib.ExitStack() as stack:
+        workers: RayWorkers | None = None
+        if components is None and prepares_here:
+            components = load_components(cfg, method)
+        elif components is not None and method.trains_red and components.red is not None \
+                and components.red.model is components.chatbot.lm.model:
+            components = replace(components, red=_separate_copy(components.red))  # training must not touch the target
+        if components is None:
+            workers = stack.enter_context(_ray_workers(cfg, run_dir))
+            described = workers.describe()
         else:
-            store.start_run(
-                run_id=uuid.uuid4().hex,
-                command="redteam",
-                method=cfg.method,
-                config=identity,
-                fingerprint=fingerprint(identity),
-                seed=cfg.seed,
-                provenance=prov,
-            )
-        if on_start is not None:
-            on_start(run_dir, resumed)
-        components = method.prepare(PrepareContext(run_dir, store, components, progress=progress is not None))
-        _RoundLoop(cfg, store, components, method, progress).run()
-        return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
+            described = describe_components(cfg, components)
+        prov = provenance.collect(described["models"])
+        prov["method"] = method.describe()
+        prov["generation"] = described["generation"]
+        with RunStore(run_dir, create=True) as store:
+            if resumed:
+                store.record_resume(prov)
+            else:
+                store.start_run(
+                    run_id=uuid.uuid4().hex,
+                    command="redteam",
+                    method=cfg.method,
+                    config=identity,
+                    fingerprint=fingerprint(identity),
+                    seed=cfg.seed,
+                    provenance=prov,
+                )
+            if on_start is not None:
+                on_start(run_dir, resumed)
+            if components is not None:
+                components = method.prepare(PrepareContext(run_dir, store, components, progress=progress is not None))
+            if on_ray and workers is None:
+                components = None  # the workers load their own copies (a trained red LM from the run directory)
+                workers = stack.enter_context(_ray_workers(cfg, run_dir))
+            _record_execution(store, workers.execution() if workers is not None else {"engine": "in-process"})
+            _RoundLoop(cfg, store, components, method, progress, workers).run()
+            return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
+
+
+def describe_components(cfg: RedTeamConfig, components: Components) -> dict[str, Any]:
+    """What the run's provenance records about its models: what they are, and every decoding setting as generate()
+    resolves it against each model's own config."""
+    return {
+        "models": components.describe(),
+        "generation": {
+            "red": Sampler(components.red, red_sampling_settings(cfg), batch_size=1).effective_settings()
+            if components.red is not None
+            else None,
+            "target": components.chatbot.sampler.effective_settings(),
+        },
+    }
+
+
+def _has_own_prepare(method: Method) -> bool:
+    return type(method).prepare is not Method.prepare
+
+
+@contextlib.contextmanager
+def _ray_workers(cfg: RedTeamConfig, run_dir: Path) -> Iterator[RayWorkers]:
+    from redlat.scale.ray_rounds import ray_workers
+
+    # A fresh, model-free method for the workers (what it read, a pool or a prompt file, travels with it); a trained
+    # red LM is found by it in the run directory.
+    with ray_workers(cfg, make_method(cfg, run_dir)) as workers:
+        yield workers
+
+
+def _record_execution(store: RunStore, entry: dict[str, Any]) -> None:
+    """Where each process of the run played its rounds (in-process, or Ray with which workers), in order."""
+    store.set_meta("execution", [*(store.get_meta("execution") or []), entry])
 
 
 def _separate_copy(lm: LoadedLM) -> LoadedLM:
@@ -230,7 +279,13 @@ def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
 
 class _RoundLoop:
     def __init__(
-        self, cfg: RedTeamConfig, store: RunStore, parts: Components, method: Method, progress: ProgressFactory | None
+        self,
+        cfg: RedTeamConfig,
+        store: RunStore,
+        parts: Components | None,
+        method: Method,
+        progress: ProgressFactory | None,
+        workers: RayWorkers | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -238,68 +293,70 @@ class _RoundLoop:
         self.progress_factory = progress
         self.run_id = store.run_info().run_id
         self.method = method
-        self.red_sampler = (
-            Sampler(parts.red, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size)
+        self.workers = workers
+        capacity = method.capacity()
+        self.plan = RoundPlan(
+            n=cfg.n,
+            batch_size=cfg.red_generation.batch_size,
+            sample_cap=cfg.sample_cap,
+            available=capacity if capacity is not None else math.inf,
+        )
+        self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
+
+    def _local_rounds(self, counts: RunCounts) -> Iterator[RoundResult]:
+        parts = self.parts
+        assert parts is not None
+        red_sampler = (
+            Sampler(parts.red, red_sampling_settings(self.cfg), batch_size=self.cfg.red_generation.batch_size)
             if parts.red is not None
             else None
         )
-        capacity = method.capacity()
-        self.available = capacity if capacity is not None else math.inf
-        self.stage_seconds = {"red": 0.0, "target": 0.0, "score": 0.0, "store": 0.0}
+        while self.plan.more(counts.n_samples, counts.n_unique):
+            result = play_round(
+                self.cfg, self.method, parts, red_sampler, round_=counts.round,
+                k=self.plan.size(counts.n_samples, counts.n_unique), first_index=counts.n_samples,
+                n_unique=counts.n_unique, seen=counts.seen, run_id=self.run_id,
+            )
+            counts.advance(result.samples, [a.test_case for a in result.attempts])
+            yield result
 
     def run(self) -> None:
         cfg, store = self.cfg, self.store
-        counts = store.counts()
-        seen = store.seen_test_cases()
-        n_samples, n_unique, n_offensive = counts.n_samples, counts.n_unique, counts.n_offensive
-        round_ = store.next_round()
+        stored = store.counts()
+        n_samples, n_unique, n_offensive = stored.n_samples, stored.n_unique, stored.n_offensive
+        counts = RunCounts(round=store.next_round(), n_samples=n_samples, n_unique=n_unique,
+                           seen=set(store.seen_test_cases()))
+        first_round = counts.round
+        rounds = (
+            self.workers.rounds(self.plan, counts, self.run_id)
+            if self.workers is not None
+            else self._local_rounds(counts)
+        )
         bar = self.progress_factory(cfg.n, n_unique) if self.progress_factory else None
         started = time.perf_counter()
+        t_round = started
         try:
-            while n_unique < cfg.n and n_samples < min(cfg.sample_cap, self.available):
-                t0 = time.perf_counter()
-                result = play_round(
-                    cfg, self.method, self.parts, self.red_sampler, round_=round_,
-                    k=self._round_size(n_samples, n_unique), first_index=n_samples, n_unique=n_unique, seen=seen,
-                    run_id=self.run_id,
-                )
+            for round_, result in enumerate(rounds, start=first_round):
                 t_store = time.perf_counter()
-                store.write_round(round_, result.samples, result.attempts, t_store - t0)
-                self.stage_seconds["store"] += time.perf_counter() - t_store
+                store.write_round(round_, result.samples, result.attempts, t_store - t_round)
+                t_round = time.perf_counter()
+                self.stage_seconds["store"] += t_round - t_store
                 for stage, secs in result.seconds.items():
                     self.stage_seconds[stage] += secs
-                seen.update(a.test_case for a in result.attempts)
                 n_samples += len(result.samples)
                 n_unique += len(result.attempts)
                 n_offensive += sum(a.offensive for a in result.attempts)
-                round_ += 1
                 if bar is not None:
                     bar.set_postfix(samples=n_samples, offensive=n_offensive, refresh=False)
                     bar.update(len(result.attempts))
         finally:
             if bar is not None:
                 bar.close()
-        if n_unique >= cfg.n:
-            stop_reason = "reached_n"
-        elif n_samples >= self.available:
-            stop_reason = "used_every_prompt"
-        else:
-            stop_reason = "reached_max_samples"
         timings = {
             **store.run_info().timings,
             **store.timings(),
-            "load_seconds": self.parts.load_seconds,
+            "load_seconds": self.parts.load_seconds if self.parts is not None else 0.0,
             "loop_seconds_this_process": time.perf_counter() - started,
             **{f"{stage}_seconds_this_process": secs for stage, secs in self.stage_seconds.items()},
         }
-        store.finish_run(stop_reason, timings)
-
-    def _round_size(self, n_samples: int, n_unique: int) -> int:
-        """A full batch, or near the end about what the yield so far says is still needed (+20%).
-
-        Depends only on stored counts, so a resumed run sizes its rounds as an uninterrupted one would.
-        """
-        cfg = self.cfg
-        observed_yield = n_unique / n_samples if n_samples else 0.5
-        wanted = math.ceil((cfg.n - n_unique) / max(observed_yield, 0.05) * 1.2) + 1
-        return max(1, min(cfg.red_generation.batch_size, cfg.sample_cap - n_samples, wanted))
+        store.finish_run(self.plan.stop_reason(n_samples, n_unique), timings)

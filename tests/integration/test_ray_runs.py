@@ -1,0 +1,114 @@
+"""`redteam --ray`: the same attempts with no Ray, one worker or two; a worker killed mid-round costs a retry; an
+interrupted driver resumes; an unreachable cluster fails fast. Tiny models, a local Ray instance."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fakes import KILL_SWITCH_ENV
+from redlat.config import RaySettings, RedGeneration, RedTeamConfig
+from redlat.red_team.runner import redteam
+from redlat.store import RunStore
+
+ray = pytest.importorskip("ray")
+TESTS = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """A local Ray instance whose workers can import the tests' fakes and see a kill switch of our own."""
+    switch = tmp_path_factory.mktemp("kill") / "armed"
+    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           KILL_SWITCH_ENV: str(switch), "REDLAT_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+    yield switch
+    ray.shutdown()
+
+
+def _cfg(model: Path, workers: int | None = None, **kw) -> RedTeamConfig:
+    base = dict(
+        n=22, red=str(model), target=str(model), classifiers=[{"name": "fakes:load_rude_words"}],
+        red_generation=RedGeneration(batch_size=5, max_new_tokens=12), device="cpu", seed=3,
+    )
+    if workers is not None:
+        base["ray"] = RaySettings(enabled=True, workers=workers)
+    base.update(kw)
+    return RedTeamConfig(**base)
+
+
+def _stored(run_dir):
+    with RunStore(run_dir) as store:
+        samples = [(s.index, s.round, s.text, s.test_case, s.duplicate) for s in store.samples()]
+        attempts = [(a.index, a.round, a.sample_index, a.test_case, a.reply, a.score) for a in store.attempts()]
+        return samples, attempts, store.get_meta("execution")
+
+
+def test_same_run_in_process_with_one_worker_and_with_two(local_ray, questioner_chat_path, tmp_path):
+    reference = redteam(_cfg(questioner_chat_path), tmp_path / "local")
+    one = redteam(_cfg(questioner_chat_path, workers=1), tmp_path / "one")
+    two = redteam(_cfg(questioner_chat_path, workers=2), tmp_path / "two")
+    ref_samples, ref_attempts, ref_exec = _stored(reference.run_dir)
+    assert len(ref_attempts) == 22 and len({a[3] for a in ref_attempts}) == 22
+    assert max(r for _, r, *_ in ref_samples) >= 5  # several rounds, the last one cut short near the end
+    for result, workers in ((one, 1), (two, 2)):
+        samples, attempts, execution = _stored(result.run_dir)
+        assert samples == ref_samples and attempts == ref_attempts
+        assert execution[-1]["engine"] == "ray" and execution[-1]["workers"] == workers
+        assert result.summary["n_unique"] == 22 and result.summary["status"] == "complete"
+    assert ref_exec == [{"engine": "in-process"}]
+
+
+def test_worker_killed_mid_round_costs_a_retry_not_an_attempt(local_ray, questioner_chat_path, tmp_path):
+    reference = redteam(_cfg(questioner_chat_path), tmp_path / "local")
+    local_ray.write_text("armed")  # the next worker to score a round kills itself (SIGKILL) in the middle of it
+    result = redteam(_cfg(questioner_chat_path, workers=2), tmp_path / "ray")
+    assert not local_ray.exists() and Path(f"{local_ray}.fired").exists()  # a worker did die
+    samples, attempts, _ = _stored(result.run_dir)
+    assert (samples, attempts) == _stored(reference.run_dir)[:2]  # nothing lost, nothing doubled
+    assert [a[0] for a in attempts] == list(range(22))
+
+
+def test_interrupted_ray_run_resumes_in_process_to_the_same_run(local_ray, questioner_chat_path, tmp_path):
+    reference = redteam(_cfg(questioner_chat_path), tmp_path / "local")
+
+    class StopAfter:
+        def __init__(self, total, initial):
+            self.updates = 0
+
+        def update(self, n):
+            self.updates += 1
+            if self.updates == 2:
+                raise KeyboardInterrupt
+
+        def set_postfix(self, **kw):
+            pass
+
+        def close(self):
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        redteam(_cfg(questioner_chat_path, workers=2), tmp_path / "run", progress=StopAfter)
+    with RunStore(tmp_path / "run") as store:
+        assert store.next_round() == 2 and store.run_info().status == "running"
+    resumed = redteam(_cfg(questioner_chat_path), tmp_path / "run")  # ray settings are not part of the identity
+    assert resumed.resumed
+    samples, attempts, execution = _stored(tmp_path / "run")
+    assert (samples, attempts) == _stored(reference.run_dir)[:2]
+    assert [e["engine"] for e in execution] == ["ray", "in-process"]
+
+
+def test_unreachable_cluster_fails_fast_and_writes_nothing(tmp_path):
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "redlat", "redteam", "--ray-address", "127.0.0.1:9", "--n", "2",
+         "--run-dir", str(tmp_path / "run"), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.perf_counter() - start < 60
+    assert not (tmp_path / "run").exists()
