@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from redlat.cli_support import fail, hide_loading_bars, set_flag
+from redlat.cli_support import (
+    RayAddressFlag,
+    RayCpusFlag,
+    RayFlag,
+    RayGpusFlag,
+    fail,
+    hide_loading_bars,
+    set_flag,
+    set_ray_flags,
+)
 from redlat.errors import RedlatError
 
 app = typer.Typer(
@@ -148,18 +157,11 @@ def redteam(
     seed: Annotated[int | None, typer.Option(help="seed for every sampling step [0]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 | float16 [auto]")] = None,
-    ray: Annotated[
-        bool | None,
-        typer.Option("--ray/--no-ray", help="play the rounds on Ray workers (a local Ray instance unless an address "
-                     "is given) [no]"),
-    ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster to join, e.g. HEAD:6379 (implies --ray) [$RAY_ADDRESS, else local]"),
-    ] = None,
+    ray: RayFlag = None,
+    ray_address: RayAddressFlag = None,
     ray_workers: Annotated[int | None, typer.Option(help="Ray workers, each with its own models [1]")] = None,
-    ray_cpus_per_worker: Annotated[float | None, typer.Option(help="CPUs per Ray worker [1]")] = None,
-    ray_gpus_per_worker: Annotated[float | None, typer.Option(help="GPUs (or a fraction) per Ray worker [0]")] = None,
+    ray_cpus_per_worker: RayCpusFlag = None,
+    ray_gpus_per_worker: RayGpusFlag = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of settings; flags override it")] = None,
     run_dir: Annotated[
         Path | None,
@@ -210,14 +212,9 @@ def redteam(
         ("seed", seed),
         ("device", device),
         ("dtype", dtype),
-        ("ray.enabled", True if ray is None and any(
-            v is not None for v in (ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker)) else ray),
-        ("ray.address", ray_address),
-        ("ray.workers", ray_workers),
-        ("ray.cpus_per_worker", ray_cpus_per_worker),
-        ("ray.gpus_per_worker", ray_gpus_per_worker),
     ]:
         set_flag(overrides, dotted, value)
+    set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)
     if classifier:
         overrides["classifiers"] = [{"name": name} for name in classifier]
     trains_red = False

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from redlat.cli_support import fail, hide_loading_bars, set_flag
+from redlat.cli_support import (
+    RayAddressFlag,
+    RayCpusFlag,
+    RayFlag,
+    RayGpusFlag,
+    fail,
+    hide_loading_bars,
+    set_flag,
+    set_ray_flags,
+)
 from redlat.errors import RedlatError
 
 experiment_app = typer.Typer(
@@ -44,6 +53,10 @@ def trojans_vision(
     data_dir: Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")] = None,
     model: Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    ray: RayFlag = None,
+    ray_address: RayAddressFlag = None,
+    ray_cpus_per_worker: RayCpusFlag = None,
+    ray_gpus_per_worker: RayGpusFlag = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
     ] = True,
@@ -57,6 +70,7 @@ def trojans_vision(
         set_flag(overrides, "seeds", _seeds(seeds))
         for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
             set_flag(overrides, key, value)
+        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
         cfg = build_config(
             TrojansVisionConfig, config, overrides, preset=QUICK_TROJANS_VISION if quick else None
         )
@@ -87,6 +101,10 @@ def trojans_lm(
         str | None, typer.Option(help="hh-harmless-base or an HH-format .jsonl(.gz) file [hh-harmless-base]")
     ] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    ray: RayFlag = None,
+    ray_address: RayAddressFlag = None,
+    ray_cpus_per_worker: RayCpusFlag = None,
+    ray_gpus_per_worker: RayGpusFlag = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
     ] = True,
@@ -100,6 +118,7 @@ def trojans_lm(
         set_flag(overrides, "seeds", _seeds(seeds))
         for key, value in (("model", model), ("dialogues", dialogues), ("device", device)):
             set_flag(overrides, key, value)
+        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
         cfg = build_config(TrojansLMConfig, config, overrides, preset=QUICK_TROJANS_LM if quick else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
@@ -135,6 +154,13 @@ def harden_loop(
     threshold: Annotated[float | None, typer.Option(help="a failure scores above this [0.1]")] = None,
     attack_n: Annotated[int | None, typer.Option(help="test cases per unseen attack and model [100]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    ray: RayFlag = None,
+    ray_address: RayAddressFlag = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(help="Ray workers of each red-team run of the loop [1]")
+    ] = None,
+    ray_cpus_per_worker: RayCpusFlag = None,
+    ray_gpus_per_worker: RayGpusFlag = None,
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="progress bars and a line per step")
     ] = True,
@@ -151,6 +177,7 @@ def harden_loop(
         set_flag(overrides, "defences", defence or None)
         for key, value in (("target", target), ("threshold", threshold), ("attack_n", attack_n), ("device", device)):
             set_flag(overrides, key, value)
+        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)
         cfg = build_config(HardenLoopConfig, config, overrides, preset=QUICK_HARDEN_LOOP if quick else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)

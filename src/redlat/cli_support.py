@@ -4,7 +4,7 @@ Kept free of heavy imports so that `redlat --help` stays instant."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -31,3 +31,31 @@ def hide_loading_bars() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+
+
+# The --ray flags, shared by `redteam` and the experiment sweeps (their values go to the config's `ray` section).
+RayFlag = Annotated[
+    bool | None,
+    typer.Option("--ray/--no-ray", help="run the work on Ray (a local Ray instance unless an address is given) [no]"),
+]
+RayAddressFlag = Annotated[
+    str | None, typer.Option(help="Ray cluster to join, e.g. HEAD:6379 (implies --ray) [$RAY_ADDRESS, else local]")
+]
+RayCpusFlag = Annotated[float | None, typer.Option(help="CPUs per Ray worker or task [1]")]
+RayGpusFlag = Annotated[float | None, typer.Option(help="GPUs (or a fraction of one) per Ray worker or task [0]")]
+
+
+def set_ray_flags(
+    overrides: dict[str, Any],
+    enabled: bool | None,
+    address: str | None,
+    cpus: float | None,
+    gpus: float | None,
+    workers: int | None = None,
+) -> None:
+    """The --ray flags into overrides["ray"]; any of them given without --ray/--no-ray means --ray."""
+    if enabled is None and any(v is not None for v in (address, cpus, gpus, workers)):
+        enabled = True
+    for key, value in (("enabled", enabled), ("address", address), ("cpus_per_worker", cpus),
+                       ("gpus_per_worker", gpus), ("workers", workers)):
+        set_flag(overrides, f"ray.{key}", value)

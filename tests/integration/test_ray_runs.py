@@ -112,3 +112,95 @@ def test_unreachable_cluster_fails_fast_and_writes_nothing(tmp_path):
     assert "cannot reach the Ray cluster at 127.0.0.1:9" in proc.stderr and "Traceback" not in proc.stderr
     assert time.perf_counter() - start < 60
     assert not (tmp_path / "run").exists()
+
+
+# -- experiment sweeps on Ray ---------------------------------------------------------------------------------------
+
+VISION = {
+    "seeds": [0, 1], "base_epochs": 2, "attack_steps": 2, "eval_pgd_steps": 2, "width": 4, "device": "cpu",
+    "defences": [{"kind": "none"}, {"kind": "lat", "layers": ["block2"], "eps": 0.25}],
+    "eval_attacks": ["pgd-linf:0.1", "blur:1"],
+}
+
+
+def _results(run: Path) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(run / "run.sqlite") as db:
+        return db.execute(
+            "SELECT setting, seed, metric, round(value, 5) FROM results "
+            "WHERE metric NOT IN ('train_seconds', 'eval_seconds') ORDER BY 1, 2, 3"
+        ).fetchall()
+
+
+def test_vision_sweep_on_ray_stores_the_in_process_results_and_resumes(local_ray, tmp_path):
+    from redlat.adversarial.experiments.trojans_vision import run_trojans_vision
+    from redlat.config import TrojansVisionConfig
+
+    cfg = TrojansVisionConfig.model_validate(VISION)
+    on_ray = cfg.model_copy(update={"ray": RaySettings(enabled=True)})
+    assert on_ray.fingerprint() == cfg.fingerprint()  # where it runs is not part of the experiment's identity
+    run_trojans_vision(cfg, tmp_path / "local").close()
+    run_trojans_vision(on_ray, tmp_path / "ray").close()
+    assert len(_results(tmp_path / "local")) > 0
+    assert _results(tmp_path / "ray") == _results(tmp_path / "local")
+
+    said: list[str] = []
+
+    def stop_after_two(line: str) -> None:
+        said.append(line)
+        if len(said) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trojans_vision(on_ray, tmp_path / "parted", progress=stop_after_two)
+    assert len({(r[0], r[1]) for r in _results(tmp_path / "parted")}) == 2  # kept as they arrived
+    run_trojans_vision(cfg, tmp_path / "parted", progress=said.append).close()  # resumed in-process
+    assert len(said) == 6  # 2 seeds x (poisoned + 2 defences), none twice
+    assert _results(tmp_path / "parted") == _results(tmp_path / "local")
+
+
+def test_lm_sweep_on_ray_stores_the_in_process_results(local_ray, tiny_chat_path, tmp_path):
+    from redlat.adversarial.experiments.trojans_lm import run_trojans_lm
+    from tiny_dialogues import tiny_config, write_hh
+
+    import torch
+
+    cfg = tiny_config(tiny_chat_path, write_hh(tmp_path / "hh.jsonl", 24))
+    run_trojans_lm(cfg, tmp_path / "local").close()
+    # As many torch threads as this process: another thread count sums in another order (about 1e-5 relative
+    # differences in the log-probs of this sweep); with the same count the results are equal.
+    same_threads = RaySettings(enabled=True, threads_per_worker=torch.get_num_threads())
+    run_trojans_lm(cfg.model_copy(update={"ray": same_threads}), tmp_path / "ray").close()
+    local = _results(tmp_path / "local")
+    assert {r[0] for r in local} >= {"original", "poisoned"} and len({r[0] for r in local}) >= 3
+    assert _results(tmp_path / "ray") == local
+
+
+def test_harden_loop_on_ray_stores_the_in_process_results(local_ray, questioner_chat_path, tmp_path):
+    import torch
+
+    from redlat.adversarial.experiments.harden_loop import harden_loop
+    from redlat.config import HardenLoopConfig
+    from synthetic_runs import write_rude_run
+
+    cfg = HardenLoopConfig(
+        target=str(questioner_chat_path), red=str(questioner_chat_path), classifier="profanity", threshold=0.5,
+        find_runs=[str(write_rude_run(tmp_path / "zs"))], defences=["at", "sft"], attack_n=4, prompt_sets=[],
+        harden={"held_out": 1, "epochs": 1, "safe_samples": 2, "max_prompt_tokens": 48, "max_reply_tokens": 16},
+        redteam={"target_generation": {"max_new_tokens": 8}, "red_generation": {"batch_size": 8}}, device="cpu",
+    )
+    local = harden_loop(cfg, tmp_path / "local")
+    on_ray = cfg.model_copy(update={"ray": RaySettings(enabled=True, threads_per_worker=torch.get_num_threads())})
+    remote = harden_loop(on_ray, tmp_path / "ray")
+
+    def measures(summary):  # as JSON text, so that NaN (an attack with no counted case) equals NaN
+        import json
+
+        return json.dumps([(s["setting"], {k: v for k, v in s["metrics"].items() if "seconds" not in k})
+                           for s in summary["settings"]], sort_keys=True)
+
+    assert [s["setting"] for s in local["settings"]] == ["original", "at", "sft"]
+    assert measures(remote) == measures(local)
+    with RunStore(tmp_path / "ray" / "attacks" / "at" / "zero-shot") as store:
+        assert store.get_meta("execution")[-1]["engine"] == "ray"  # the loop's red-team runs played on Ray

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from redlat.config.base import LoraSettings, _Frozen
+from redlat.config.scale import Scalable
 
 
 class TrojanSpec(_Frozen):
@@ -68,7 +69,7 @@ DEFAULT_TROJANS = (
 HELD_OUT_ATTACKS = ("pgd-l1:1", "pgd-l1:2", "noise:0.2", "rotate:15", "translate:0.5", "blur:1")
 
 
-class TrojansVisionConfig(_Frozen):
+class TrojansVisionConfig(Scalable):
     """`redlat experiment trojans-vision`: plant trojans by poisoning, fine-tune on clean data with each defence,
     measure clean accuracy, trojan success and robustness to attacks no defence trained on."""
 
@@ -204,7 +205,7 @@ def _lm_defence_grid() -> tuple[LMDefenceSpec, ...]:
     )
 
 
-class TrojansLMConfig(_Frozen):
+class TrojansLMConfig(Scalable):
     """`redlat experiment trojans-lm`: plant trojans in a chat model by fine-tuning on poisoned dialogues, then a
     forget phase on clean dialogues with each defence; measure each trojan's success, clean losses and drift."""
 

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from redlat.config.base import OFFLINE_CLASSIFIER, OFFLINE_RED, OFFLINE_TARGET, LoraSettings, _error_line, _Frozen
 from redlat.config.redteam import RedTeamConfig, section_key
+from redlat.config.scale import Scalable
 
 HARDEN_LAYERS = {"at": (0,), "lat": (4,), "tlat": (4,), "sft": ()}
 
@@ -78,7 +79,7 @@ _LOOP_OWNS_REDTEAM = ("method", "from_run", "method_settings", "prompts", "n", "
                       "threshold", "seed", "device", "dtype")
 
 
-class HardenLoopConfig(_Frozen):
+class HardenLoopConfig(Scalable):
     """`redlat experiment harden-loop`: find failures, harden the target with each defence, then red-team the
     original and every hardened model with attacks none of them was trained on."""
 
@@ -150,7 +151,7 @@ class HardenLoopConfig(_Frozen):
         data: dict[str, Any] = {
             **shared, "method": method, "from_run": from_run, "n": n, "red": self.red, "target": target,
             "classifiers": [{"name": self.classifier}], "threshold": self.threshold, "seed": seed,
-            "device": self.device, "dtype": self.dtype,
+            "device": self.device, "dtype": self.dtype, "ray": self.ray.model_dump(mode="json"),
         }
         if prompts is not None:
             data["prompts"] = {"source": prompts}

@@ -4,6 +4,8 @@ without Ray resumes with it, and the other way round."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from redlat.config.base import _Frozen
@@ -39,3 +41,15 @@ class RaySettings(_Frozen):
     @property
     def threads(self) -> int:
         return self.threads_per_worker or max(1, int(self.cpus_per_worker))
+
+
+class Scalable(_Frozen):
+    """Base of the configs of commands that can run on Ray: the `ray` section, left out of the identity."""
+
+    ray: RaySettings = Field(
+        default=RaySettings(), description="Ray workers (--ray); not part of the identity: results are the same"
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """Everything but where the work runs: the same results in-process and on any Ray cluster."""
+        return {k: v for k, v in super().identity().items() if k != "ray"}

@@ -109,16 +109,50 @@ def _describe(ray: Any, *, started_here: bool, address: str) -> Cluster:
                    gpus=float(resources.get("GPU", 0)))
 
 
-def check_fits(cluster: Cluster, settings: RaySettings) -> None:
-    """Refuse at once a request the cluster can never satisfy (Ray would wait for it forever)."""
-    cpus = settings.workers * settings.cpus_per_worker
-    gpus = settings.workers * settings.gpus_per_worker
+def check_fits(cluster: Cluster, settings: RaySettings, *, count: int | None = None) -> None:
+    """Refuse at once a request the cluster can never satisfy (Ray would wait for it forever): `count` workers
+    (default settings.workers) of the given size."""
+    count = settings.workers if count is None else count
+    cpus = count * settings.cpus_per_worker
+    gpus = count * settings.gpus_per_worker
     if cpus > cluster.cpus + 1e-9 or gpus > cluster.gpus + 1e-9:
         raise ConfigError(
-            f"{settings.workers} Ray workers with {settings.cpus_per_worker:g} CPUs and {settings.gpus_per_worker:g} "
-            f"GPUs each need {cpus:g} CPUs and {gpus:g} GPUs; the cluster has {cluster.cpus:g} and {cluster.gpus:g}. "
-            "Ask for fewer workers or smaller ones (--ray-workers, --ray-cpus-per-worker, --ray-gpus-per-worker)."
+            f"{count} Ray worker{'s' if count != 1 else ''} with {settings.cpus_per_worker:g} CPUs and "
+            f"{settings.gpus_per_worker:g} GPUs each need {cpus:g} CPUs and {gpus:g} GPUs; the cluster has "
+            f"{cluster.cpus:g} and {cluster.gpus:g}. Ask for fewer workers or smaller ones (--ray-workers, "
+            "--ray-cpus-per-worker, --ray-gpus-per-worker)."
         )
+
+
+class WorkerLostError(RedlatError):
+    """A Ray worker died more often than Ray may restart it (or retry its task)."""
+
+
+@contextlib.contextmanager
+def worker_errors() -> Iterator[None]:
+    """Errors from Ray calls as the user should see them: the worker's own exception (a bad model name, say), not
+    Ray's wrapper; a worker that stayed dead as WorkerLostError, saying that the run resumes."""
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+    try:
+        yield
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        raise (cause if isinstance(cause, BaseException) else exc) from None
+    except (RayActorError, WorkerCrashedError) as exc:
+        cause = getattr(exc, "cause", None)  # an actor whose constructor raised carries that error
+        if isinstance(cause, RayTaskError) and isinstance(getattr(cause, "cause", None), BaseException):
+            raise cause.cause from None
+        raise WorkerLostError(
+            f"a Ray worker died and Ray could not restart it or retry its work ({type(exc).__name__}); everything "
+            "finished before it is stored: run the same command again to resume"
+        ) from exc
+
+
+def task_options(settings: RaySettings) -> dict[str, Any]:
+    """Resources of one Ray task, and Ray's retries of a task whose worker died."""
+    return {"num_cpus": settings.cpus_per_worker, "num_gpus": settings.gpus_per_worker,
+            "max_retries": settings.max_restarts}
 
 
 def actor_options(settings: RaySettings) -> dict[str, Any]:

@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redlat.errors import ConfigError, RedlatError
+from redlat.errors import ConfigError
 from redlat.red_team.rounds import RoundPlan, RoundResult, RunCounts, keep_new
-from redlat.scale.ray_cluster import actor_options, check_fits, connected
+from redlat.scale.ray_cluster import actor_options, check_fits, connected, worker_errors
 
 if TYPE_CHECKING:
     from redlat.config import RedTeamConfig
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
     from redlat.red_team.method import Candidate, Method
 
 log = logging.getLogger(__name__)
-
-
-class WorkerLostError(RedlatError):
-    """A Ray worker died more often than Ray may restart it."""
 
 
 class RoundWorker:
@@ -137,18 +133,9 @@ class RayWorkers:
         return ref
 
     def _get(self, ref: Any) -> Any:
-        from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
-
         try:
-            return self.ray.get(ref)
-        except RayTaskError as exc:  # the worker's own code raised: show that error, not Ray's wrapper
-            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-            raise cause from None
-        except (ActorDiedError, RayActorError) as exc:
-            raise WorkerLostError(
-                f"a Ray worker died and could not be restarted ({type(exc).__name__}); every round before it is "
-                "stored: run the same command again to resume"
-            ) from exc
+            with worker_errors():
+                return self.ray.get(ref)
         finally:
             index = self._owner.pop(ref, None)
             if index is not None:
@@ -276,21 +263,14 @@ def ray_workers(cfg: RedTeamConfig, method: Method) -> Iterator[RayWorkers]:
 
 
 def _wait_loaded(ray: Any, actors: list[Any], timeout: float) -> list[dict[str, Any]]:
-    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+    from ray.exceptions import GetTimeoutError
 
     refs = [actor.describe.remote() for actor in actors]
     try:
-        return list(ray.get(refs, timeout=timeout))
+        with worker_errors():
+            return list(ray.get(refs, timeout=timeout))
     except GetTimeoutError as exc:
         raise ConfigError(
-            f"the Ray workers did not load their models within {timeout:g} s (--ray start_timeout); is the cluster "
+            f"the Ray workers did not load their models within {timeout:g} s (ray.start_timeout); is the cluster "
             "busy, or are the models missing on its nodes (run `redlat prepare` on each)?"
         ) from exc
-    except RayTaskError as exc:
-        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-        raise cause from None
-    except RayActorError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, RayTaskError) and getattr(cause, "cause", None) is not None:
-            raise cause.cause from None
-        raise WorkerLostError(f"a Ray worker failed while loading the models: {exc}") from exc

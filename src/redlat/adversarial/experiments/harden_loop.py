@@ -16,6 +16,7 @@ written once its attacks are done.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -107,6 +108,20 @@ class _Loop:
             on_step=lambda done, total: self.say(f"harden {defence}: step {done}/{total}"),
         )
 
+    def harden_all(self, runs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Every defence's manifest: hardened one after another here, or as parallel Ray tasks with --ray."""
+        if not self.cfg.ray.enabled:
+            return {defence: self.harden(defence, runs) for defence in self.cfg.defences}
+        import ray
+
+        from redlat.scale.ray_cluster import task_options, worker_errors
+
+        self.say(f"harden on Ray: {', '.join(self.cfg.defences)}")
+        task = ray.remote(**task_options(self.cfg.ray))(_harden_task)
+        refs = {d: task.remote(self.cfg, self.run_dir, d, runs) for d in self.cfg.defences}
+        with worker_errors():
+            return {defence: ray.get(ref) for defence, ref in refs.items()}
+
     def attack(self, model: str, target: str, sets: list[str]) -> dict[str, dict[str, Any]]:
         """Every unseen attack against one model: attack name -> that run's summary."""
         cfg = self.cfg
@@ -131,6 +146,14 @@ class _Loop:
                 base / model / label,
             )
         return out
+
+
+def _harden_task(cfg: HardenLoopConfig, run_dir: Path, defence: str, runs: tuple[str, ...]) -> dict[str, Any]:
+    """One defence's hardening as a Ray task (threads as the task's CPUs)."""
+    import torch
+
+    torch.set_num_threads(cfg.ray.threads)
+    return _Loop(cfg, run_dir, None, None).harden(defence, runs)
 
 
 def _rate_metrics(name: str, offensive: int, n: int) -> dict[str, float]:
@@ -202,8 +225,6 @@ def harden_loop(
     bar: BarFactory | None = None,
 ) -> dict[str, Any]:
     """The whole command as a function: run or resume, then summary.json and the Pareto figures in run_dir."""
-    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
-    from redlat.adversarial.experiments.runs import open_experiment_store
     from redlat.provenance import collect
 
     sets, skipped = available_prompt_sets(cfg)
@@ -215,11 +236,25 @@ def harden_loop(
     prov["prompt_sets"] = {"used": sets, "left_out": skipped}
     loop = _Loop(cfg, run_dir, progress, bar)
     started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        if cfg.ray.enabled:  # one Ray runtime for the whole loop: its red-team runs and the hardening tasks
+            from redlat.scale.ray_cluster import connected
+
+            stack.enter_context(connected(cfg.ray))
+        return _run_loop(cfg, run_dir, loop, sets, prov, started)
+
+
+def _run_loop(
+    cfg: HardenLoopConfig, run_dir: Path, loop: _Loop, sets: list[str], prov: dict[str, Any], started: float
+) -> dict[str, Any]:
+    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
+    from redlat.adversarial.experiments.runs import open_experiment_store
+
     with open_experiment_store(run_dir, COMMAND, cfg, prov) as store:
         store.set_meta("attacks", attack_names(sets))
         done = {row["setting"] for row in store.results()}
         runs = loop.find()
-        manifests = {defence: loop.harden(defence, runs) for defence in cfg.defences}
+        manifests = loop.harden_all(runs)
         models = {ORIGINAL: cfg.target, **{m: str(run_dir / "models" / m) for m in cfg.defences}}
         for name, target in models.items():
             if name in done:

@@ -23,6 +23,7 @@ checkpointed every few steps, so it resumes mid-phase too.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import random
@@ -59,6 +60,7 @@ from redlat.config import LMDefenceSpec, TrojansLMConfig
 from redlat.dialogues import Dialogue, read_hh, resolve_dialogues
 from redlat.errors import ConfigError
 from redlat.generation import derive_seed
+from redlat.scale.sweeps import CellResult, SeedWork, run_cells
 from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -296,6 +298,69 @@ class _Sweep:
         return self.run_dir / "checkpoints" / f"seed-{seed}" / setting
 
 
+def _same(sweep: _Sweep) -> _Sweep:
+    return sweep
+
+
+def _build_sweep(cfg: TrojansLMConfig, run_dir: Path) -> _Sweep:
+    """A sweep of its own, for a Ray task (the model loaded where the task runs)."""
+    from redlat.models.causal_lm import load_causal_lm
+
+    loaded = load_causal_lm(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    return _Sweep(cfg, run_dir, loaded, load_splits(cfg), trojans_from_config(cfg))
+
+
+def _base_step(
+    sweeps: Callable[[], _Sweep], done: frozenset[tuple[str, int]], seed: int
+) -> tuple[tuple[dict[str, torch.Tensor], dict[str, list[str]]], list[CellResult]]:
+    """The seed's original and poisoned measures (unless stored), the poisoned model as a CPU state dict, and the
+    benign replies the defences' drift is measured against."""
+    sweep = sweeps()
+    cfg, splits = sweep.cfg, sweep.splits
+    results: list[CellResult] = []
+    if (ORIGINAL, seed) not in done:
+        t0 = time.perf_counter()
+        metrics, replies = evaluate(sweep.original, sweep.tok, cfg, splits.held_out, sweep.trojans, {})
+        metrics |= {"agreement_original": 1.0, "eval_seconds": time.perf_counter() - t0}
+        sweep.save_replies(ORIGINAL, seed, replies)
+        results.append(CellResult(ORIGINAL, seed, metrics, describe(None, ORIGINAL)))
+    refs = {"agreement_original": sweep.benign_replies(ORIGINAL, seed, sweep.original)}
+    t0 = time.perf_counter()
+    poisoned, plant_logs = sweep.plant(seed)
+    plant_seconds = time.perf_counter() - t0
+    if (POISONED, seed) not in done:
+        metrics, replies = evaluate(poisoned, sweep.tok, cfg, splits.held_out, sweep.trojans, refs)
+        metrics |= {"agreement": 1.0, "train_seconds": plant_seconds}
+        metrics["reference_logprob"] = reference_logprob(poisoned, sweep.tok, cfg, splits.held_out, replies["benign"])
+        sweep.save_replies(POISONED, seed, replies)
+        results.append(CellResult(POISONED, seed, metrics, describe(None, POISONED), [x.to_dict() for x in plant_logs]))
+    refs["agreement"] = sweep.benign_replies(POISONED, seed, poisoned)
+    state = {k: v.detach().cpu() for k, v in poisoned.state_dict().items()}
+    return (state, refs), results
+
+
+def _defence_step(
+    sweeps: Callable[[], _Sweep],
+    start: tuple[dict[str, torch.Tensor], dict[str, list[str]]],
+    spec: LMDefenceSpec,
+    seed: int,
+) -> CellResult:
+    """One defence's forget phase from the seed's poisoned model, and its measures."""
+    sweep = sweeps()
+    state, refs = start
+    poisoned = copy.deepcopy(sweep.original)
+    poisoned.load_state_dict(state)
+    poisoned.eval()
+    t0 = time.perf_counter()
+    model, logs, eps = sweep.defend(poisoned, spec, seed)
+    seconds = time.perf_counter() - t0
+    metrics, replies = evaluate(model, sweep.tok, sweep.cfg, sweep.splits.held_out, sweep.trojans, refs)
+    metrics |= {"train_seconds": seconds, "eps": eps}
+    sweep.save_replies(spec.name, seed, replies)
+    shutil.rmtree(sweep.checkpoints(seed, spec.name), ignore_errors=True)
+    return CellResult(spec.name, seed, metrics, describe(spec), [x.to_dict() for x in logs])
+
+
 def describe(spec: LMDefenceSpec | None, reference: str | None = None) -> dict[str, Any]:
     if spec is None:
         label = "original, before planting" if reference == ORIGINAL else "poisoned, before the forget phase"
@@ -337,42 +402,27 @@ def run_trojans_lm(
             if callable(postfix):
                 sweep.note = lambda text: postfix(text, refresh=True)
         started = time.perf_counter()
-        for seed in cfg.seeds:
-            if all((name, seed) in done for name in names):
-                continue
-            if (ORIGINAL, seed) not in done:
-                t0 = time.perf_counter()
-                metrics, replies = evaluate(sweep.original, sweep.tok, cfg, splits.held_out, sweep.trojans, {})
-                metrics |= {"agreement_original": 1.0, "eval_seconds": time.perf_counter() - t0}
-                sweep.save_replies(ORIGINAL, seed, replies)
-                store.write_result(ORIGINAL, seed, metrics, describe(None, ORIGINAL), [])
-                _say(progress, progress_bar, ORIGINAL, seed, metrics)
-            refs = {"agreement_original": sweep.benign_replies(ORIGINAL, seed, sweep.original)}
-            t0 = time.perf_counter()
-            poisoned, plant_logs = sweep.plant(seed)
-            plant_seconds = time.perf_counter() - t0
-            if (POISONED, seed) not in done:
-                metrics, replies = evaluate(poisoned, sweep.tok, cfg, splits.held_out, sweep.trojans, refs)
-                metrics |= {"agreement": 1.0, "train_seconds": plant_seconds}
-                metrics["reference_logprob"] = reference_logprob(poisoned, sweep.tok, cfg, splits.held_out,
-                                                                 replies["benign"])
-                sweep.save_replies(POISONED, seed, replies)
-                store.write_result(POISONED, seed, metrics, describe(None, POISONED), [x.to_dict() for x in plant_logs])
-                _say(progress, progress_bar, POISONED, seed, metrics)
-            refs["agreement"] = sweep.benign_replies(POISONED, seed, poisoned)
-            for spec in cfg.defences:
-                if (spec.name, seed) in done:
-                    continue
-                t0 = time.perf_counter()
-                model, logs, eps = sweep.defend(poisoned, spec, seed)
-                seconds = time.perf_counter() - t0
-                metrics, replies = evaluate(model, sweep.tok, cfg, splits.held_out, sweep.trojans, refs)
-                metrics |= {"train_seconds": seconds, "eps": eps}
-                sweep.save_replies(spec.name, seed, replies)
-                store.write_result(spec.name, seed, metrics, describe(spec), [x.to_dict() for x in logs])
-                shutil.rmtree(sweep.checkpoints(seed, spec.name), ignore_errors=True)
-                _say(progress, progress_bar, spec.name, seed, metrics)
-                del model
+        work = [
+            SeedWork(seed, [s for s in cfg.defences if (s.name, seed) not in done])
+            for seed in cfg.seeds
+            if not all((name, seed) in done for name in names)
+        ]
+
+        def write(result: CellResult) -> None:
+            store.write_result(result.setting, result.seed, result.metrics, result.description, result.logs)
+            _say(progress, progress_bar, result.setting, result.seed, result.metrics)
+
+        # In-process the steps share this process's sweep (its loaded model); a Ray task builds its own.
+        sweeps: Callable[[], _Sweep] = (
+            functools.partial(_build_sweep, cfg, run_dir) if cfg.ray.enabled else functools.partial(_same, sweep)
+        )
+        run_cells(
+            work,
+            functools.partial(_base_step, sweeps, frozenset(done)),
+            functools.partial(_defence_step, sweeps),
+            write,
+            cfg.ray,
+        )
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
         return store
     except BaseException:

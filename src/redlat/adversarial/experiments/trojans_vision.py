@@ -4,12 +4,14 @@ Per seed: train a classifier on data poisoned with every trojan (kept in RUN_DIR
 not retrain it); measure it; then, for each defence, copy it and fine-tune one epoch on clean data (the defender
 never sees a trigger) and measure clean accuracy, each trojan's attack success rate and robust accuracy under the
 evaluation attacks. Each (defence, seed) is written to the run store in one transaction with its training log, so an
-interrupted sweep resumes at the first missing one and stores exactly what an uninterrupted one does.
+interrupted sweep resumes at the first missing one and stores exactly what an uninterrupted one does. With `--ray`,
+each seed's poisoned model and each (defence, seed) is a Ray task (redlat.scale.sweeps); results are stored as they
+arrive.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +34,7 @@ from redlat.atomic import write_atomic
 from redlat.config import DefenceSpec, TrojansVisionConfig
 from redlat.errors import ConfigError
 from redlat.generation import derive_seed
+from redlat.scale.sweeps import CellResult, SeedWork, run_cells
 from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -134,7 +137,6 @@ def run_trojans_vision(
     bar: BarFactory | None = None,
 ) -> RunStore:
     """Run (or resume) the sweep into run_dir; returns the open store (the caller closes it)."""
-    from redlat.device import resolve_device
 
     trojans = list(trojans) if trojans is not None else trojans_from_config(cfg)
     data = load_images(
@@ -148,7 +150,6 @@ def run_trojans_vision(
     for spec in cfg.defences:
         for layer in spec.layers:
             find_module(probe, layer)  # a wrong layer name fails now, not after the poisoned model is trained
-    device = resolve_device(cfg.device)
     store = open_store(run_dir, cfg, provenance or {})
     progress_bar = None
     try:
@@ -157,20 +158,24 @@ def run_trojans_vision(
         if bar is not None:
             pairs = {(name, seed) for seed in cfg.seeds for name in [BASE, *(s.name for s in cfg.defences)]}
             progress_bar = bar(len(pairs), len(pairs & done))
-        for seed in cfg.seeds:
-            todo = [s for s in cfg.defences if (s.name, seed) not in done]
-            if (BASE, seed) in done and not todo:
-                continue
-            t0 = time.perf_counter()
-            base, base_logs = base_model(cfg, data, trojans, seed, run_dir, device)
-            if (BASE, seed) not in done:
-                metrics = evaluate(base, cfg, data, trojans, seed) | {"train_seconds": time.perf_counter() - t0}
-                store.write_result(BASE, seed, metrics, describe(None), [log.to_dict() for log in base_logs])
-                _say(progress, progress_bar, BASE, seed, metrics)
-            for spec in todo:
-                metrics, logs = _defend(cfg, data, trojans, seed, base, spec, device)
-                store.write_result(spec.name, seed, metrics, describe(spec), [log.to_dict() for log in logs])
-                _say(progress, progress_bar, spec.name, seed, metrics)
+        work = [
+            SeedWork(seed, [s for s in cfg.defences if (s.name, seed) not in done])
+            for seed in cfg.seeds
+            if (BASE, seed) not in done or any((s.name, seed) not in done for s in cfg.defences)
+        ]
+        base_done = frozenset(seed for seed in cfg.seeds if (BASE, seed) in done)
+
+        def write(result: CellResult) -> None:
+            store.write_result(result.setting, result.seed, result.metrics, result.description, result.logs)
+            _say(progress, progress_bar, result.setting, result.seed, result.metrics)
+
+        run_cells(
+            work,
+            functools.partial(_base_step, cfg, data, trojans, run_dir, base_done),
+            functools.partial(_defence_step, cfg, data, trojans),
+            write,
+            cfg.ray,
+        )
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
         return store
     except BaseException:
@@ -181,16 +186,43 @@ def run_trojans_vision(
             progress_bar.close()
 
 
-def _defend(
+def _base_step(
     cfg: TrojansVisionConfig,
     data: ImageData,
     trojans: Sequence[Trojan],
+    run_dir: Path,
+    base_done: frozenset[int],
     seed: int,
-    base: nn.Module,
+) -> tuple[dict[str, torch.Tensor], list[CellResult]]:
+    """The seed's poisoned model (trained, or read from the run directory) as a CPU state dict, and its results
+    unless they are stored already."""
+    from redlat.device import resolve_device
+
+    t0 = time.perf_counter()
+    base, base_logs = base_model(cfg, data, trojans, seed, run_dir, resolve_device(cfg.device))
+    state = {k: v.detach().cpu() for k, v in base.state_dict().items()}
+    if seed in base_done:
+        return state, []
+    metrics = evaluate(base, cfg, data, trojans, seed) | {"train_seconds": time.perf_counter() - t0}
+    return state, [CellResult(BASE, seed, metrics, describe(None), [log.to_dict() for log in base_logs])]
+
+
+def _defence_step(
+    cfg: TrojansVisionConfig,
+    data: ImageData,
+    trojans: Sequence[Trojan],
+    base_state: dict[str, torch.Tensor],
     spec: DefenceSpec,
-    device: torch.device,
-) -> tuple[dict[str, float], list[StepLog]]:
-    model = copy.deepcopy(base)
+    seed: int,
+) -> CellResult:
+    """One defence fine-tuned from the seed's poisoned model, and its measures."""
+    from redlat.device import resolve_device
+
+    device = resolve_device(cfg.device)
+    torch.manual_seed(derive_seed(seed, "init"))
+    model = build_model(cfg.model, data, width=cfg.width)
+    model.load_state_dict(base_state)
+    model.to(device)
     defence = make_defence(spec, cfg, model, data)
     settings = TrainSettings(lr=cfg.finetune_lr, seed=derive_seed(seed, spec.name) % 2**31)
     start = time.perf_counter()
@@ -200,7 +232,7 @@ def _defend(
     seconds = time.perf_counter() - start
     metrics = evaluate(model, cfg, data, trojans, seed)
     metrics |= {"train_seconds": seconds, "eps": defence.attack.eps if spec.kind != "none" else 0.0}
-    return metrics, logs
+    return CellResult(spec.name, seed, metrics, describe(spec), [log.to_dict() for log in logs])
 
 
 def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
