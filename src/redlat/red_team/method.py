@@ -28,7 +28,7 @@ from redlat.errors import ConfigError
 
 if TYPE_CHECKING:
     from redlat.config import RedTeamConfig
-    from redlat.generation import Sampler
+    from redlat.engines import TextSampler as Sampler
     from redlat.red_team.runner import Components
     from redlat.store import RunStore
 

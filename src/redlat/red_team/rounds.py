@@ -26,7 +26,7 @@ from redlat.scoring.base import score_exchanges
 
 if TYPE_CHECKING:
     from redlat.config import RedTeamConfig
-    from redlat.generation import Sampler
+    from redlat.engines import TextSampler as Sampler
     from redlat.red_team.runner import Components
 
 

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from redlat import provenance
 from redlat.config import RedTeamConfig
+from redlat.engines import make_sampler
 from redlat.errors import ConfigError, RunDirMismatchError
-from redlat.generation import Sampler, SamplingSettings
+from redlat.generation import SamplingSettings
 from redlat.red_team.method import Method, PrepareContext, method_class
 from redlat.red_team.rounds import RoundPlan, RoundResult, RunCounts, play_round
 from redlat.scoring.base import harm_of
@@ -32,6 +33,7 @@ from redlat.store import DB_NAME, RunStore
 
 if TYPE_CHECKING:
     from redlat.chatbot import Chatbot
+    from redlat.engines import TextSampler
     from redlat.models.causal_lm import LoadedLM
     from redlat.scale.ray_rounds import RayWorkers
     from redlat.scoring import Scorer
@@ -101,7 +103,7 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
     red_lm = load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype) if needs_red else None
     shared = red_lm is not None and red_name == cfg.target and not trains_red
     target = red_lm if shared and red_lm is not None else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
-    chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation)
+    chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation, engine=cfg.engine)
     scorers = [
         load_scorer(spec.name, label=spec.label, device=str(target.device), batch_size=cfg.classifier_batch_size)
         for spec in cfg.classifiers
@@ -239,7 +241,7 @@ def describe_components(cfg: RedTeamConfig, components: Components) -> dict[str,
     return {
         "models": components.describe(),
         "generation": {
-            "red": Sampler(components.red, red_sampling_settings(cfg), batch_size=1).effective_settings()
+            "red": red_sampler(cfg, components.red).effective_settings()
             if components.red is not None
             else None,
             "target": components.chatbot.sampler.effective_settings(),
@@ -270,6 +272,11 @@ def _separate_copy(lm: LoadedLM) -> LoadedLM:
     import copy
 
     return replace(lm, model=copy.deepcopy(lm.model), tokenizer=copy.deepcopy(lm.tokenizer))
+
+
+def red_sampler(cfg: RedTeamConfig, lm: LoadedLM) -> TextSampler:
+    """The red LM's sampler on the run's engine."""
+    return make_sampler(lm, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size, engine=cfg.engine)
 
 
 def red_sampling_settings(cfg: RedTeamConfig) -> SamplingSettings:
@@ -306,14 +313,10 @@ class _RoundLoop:
     def _local_rounds(self, counts: RunCounts) -> Iterator[RoundResult]:
         parts = self.parts
         assert parts is not None
-        red_sampler = (
-            Sampler(parts.red, red_sampling_settings(self.cfg), batch_size=self.cfg.red_generation.batch_size)
-            if parts.red is not None
-            else None
-        )
+        red = red_sampler(self.cfg, parts.red) if parts.red is not None else None
         while self.plan.more(counts.n_samples, counts.n_unique):
             result = play_round(
-                self.cfg, self.method, parts, red_sampler, round_=counts.round,
+                self.cfg, self.method, parts, red, round_=counts.round,
                 k=self.plan.size(counts.n_samples, counts.n_unique), first_index=counts.n_samples,
                 n_unique=counts.n_unique, seen=counts.seen, run_id=self.run_id,
             )

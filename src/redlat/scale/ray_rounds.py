@@ -46,19 +46,14 @@ class RoundWorker:
         import torch
 
         from redlat.cli_support import hide_loading_bars
-        from redlat.generation import Sampler
-        from redlat.red_team.runner import load_components, red_sampling_settings
+        from redlat.red_team.runner import load_components, red_sampler
 
         torch.set_num_threads(threads)
         hide_loading_bars()
         self.cfg = cfg
         self.method = method
         self.parts = load_components(cfg, method)
-        self.red = (
-            Sampler(self.parts.red, red_sampling_settings(cfg), batch_size=cfg.red_generation.batch_size)
-            if self.parts.red is not None
-            else None
-        )
+        self.red = red_sampler(cfg, self.parts.red) if self.parts.red is not None else None
 
     def describe(self) -> dict[str, Any]:
         from redlat.red_team.runner import describe_components
