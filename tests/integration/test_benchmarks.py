@@ -118,6 +118,18 @@ def test_run_benchmark_on_a_tiny_gpt2(bench: ModuleType, tiny_lm: Any) -> None:
     assert any("test cases/s" in line for line in lines)
 
 
+def test_other_engines_run_the_same_pipeline(bench: ModuleType, tiny_lm: Any) -> None:
+    pytest.importorskip("ctranslate2")
+    settings = _settings(bench)
+    settings = bench.BenchSettings(**{**settings.__dict__, "naive_n": 0, "engines": ("ctranslate2:int8",)})
+    report = bench.run_benchmark(tiny_lm, RudeWordScorer(), settings, ChatbotConfig(format="dpg"), model_label="tiny")
+    side = report["engines"]["ctranslate2:int8"]
+    assert side["cases_per_s"] > 0 and side["ratio_to_transformers"] > 0
+    assert side["stages"]["red"] > 0 and side["stages"]["target"] > 0 and len(side["examples"]) == 3
+    assert any(line.startswith("engine ctranslate2:int8:") for line in bench.format_report(report))
+    assert bench.parse_engine("ctranslate2").compute_type == "float32"
+
+
 def test_the_pipeline_side_times_the_runners_own_round_function(bench: ModuleType, tiny_lm: Any,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import redlat.red_team.rounds

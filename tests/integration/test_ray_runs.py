@@ -161,10 +161,10 @@ def test_vision_sweep_on_ray_stores_the_in_process_results_and_resumes(local_ray
 
 
 def test_lm_sweep_on_ray_stores_the_in_process_results(local_ray, tiny_chat_path, tmp_path):
+    import torch
+
     from redlat.adversarial.experiments.trojans_lm import run_trojans_lm
     from tiny_dialogues import tiny_config, write_hh
-
-    import torch
 
     cfg = tiny_config(tiny_chat_path, write_hh(tmp_path / "hh.jsonl", 24))
     run_trojans_lm(cfg, tmp_path / "local").close()
