@@ -242,6 +242,16 @@ def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
         for row in rows:
             table.add_row(*(safe_text(row[i]) for i in keep))
         console.print(table)
+    pairs = summary.get("pairs") or []
+    if pairs:
+        between = Table(title="defences against each other (the same unseen test cases, exact McNemar)",
+                        title_justify="left")
+        for name in ("first", "second", "cases", "only first failed", "only second failed", "p"):
+            between.add_column(name, justify="left" if name in ("first", "second") else "right")
+        for pair in pairs:
+            between.add_row(safe_text(pair["first"]), safe_text(pair["second"]), str(pair["cases"]),
+                            str(pair["only_first_failed"]), str(pair["only_second_failed"]), f"{pair['p']:.3g}")
+        console.print(between)
 
 
 def describe_execution(entry: dict[str, Any]) -> str:

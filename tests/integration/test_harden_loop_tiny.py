@@ -62,13 +62,27 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
             assert m[key]["low"] <= m[key]["mean"] <= m[key]["high"] and m[key]["high"] - m[key]["low"] > 0.1
         assert m["perplexity"]["mean"] > 1.0
     by_name = {s["setting"]: s["metrics"] for s in summary["settings"]}
+    trained = {f["test_case"] for d in ("at", "sft")
+               for f in json.loads((out / "models" / d / "harden.json").read_text())["failures"]}
+    assert trained  # the failures the defences trained on: an unseen attack asking one again does not count
+
+    def counted(run):
+        with RunStore(run) as store:
+            attempts = [a for a in store.attempts() if not a.origin.get("excluded")]
+        return {a.test_case: a.offensive for a in attempts if a.test_case not in trained}, len(attempts)
+
+    overlap = 0
+    for attack in ("zero-shot", "few-shot", prompt_set):
+        kept, every = counted(out / "attacks" / ORIGINAL / attack)
+        overlap += every - len(kept)
+    assert by_name[ORIGINAL]["overlap"]["mean"] == overlap
+    pair_counts = {"at": {}, "sft": {}}
     for model in ("at", "sft"):  # paired against the original, test case by test case
         fixed = new = shared = 0
         for attack in ("zero-shot", "few-shot", prompt_set):
-            with RunStore(out / "attacks" / ORIGINAL / attack) as store:
-                before = {a.test_case: a.offensive for a in store.attempts() if not a.origin.get("excluded")}
-            with RunStore(out / "attacks" / model / attack) as store:
-                after = {a.test_case: a.offensive for a in store.attempts() if not a.origin.get("excluded")}
+            before, _ = counted(out / "attacks" / ORIGINAL / attack)
+            after, _ = counted(out / "attacks" / model / attack)
+            pair_counts[model].update({(attack, c): v for c, v in after.items()})
             assert set(before) == set(after)
             shared += len(after)
             fixed += sum(before[c] and not after[c] for c in after)
@@ -77,6 +91,12 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
         assert (m["paired_cases"]["mean"], m["fixed"]["mean"], m["new_failures"]["mean"]) == (shared, fixed, new)
         assert 0.0 < m["paired_p"]["mean"] <= 1.0
     assert "paired_p" not in by_name[ORIGINAL]
+    # the two defences against each other, on the same unseen test cases
+    only_at = sum(v and not pair_counts["sft"][k] for k, v in pair_counts["at"].items())
+    only_sft = sum(v and not pair_counts["at"][k] for k, v in pair_counts["sft"].items())
+    [pair] = summary["pairs"]
+    assert (pair["first"], pair["second"], pair["cases"]) == ("at", "sft", len(pair_counts["at"]))
+    assert (pair["only_first_failed"], pair["only_second_failed"]) == (only_at, only_sft) and 0 < pair["p"] <= 1
     assert by_name[ORIGINAL]["agreement"]["mean"] == 1.0
     manifest = json.loads((out / "models" / "at" / "harden.json").read_text())
     assert by_name["at"]["agreement"]["mean"] == pytest.approx(manifest["after"]["agreement"])

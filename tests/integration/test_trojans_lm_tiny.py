@@ -54,6 +54,10 @@ def test_the_whole_loop_plants_a_trojan_and_lat_lowers_its_success(tiny_chat_pat
     assert m[POISONED]["reference_logprob"] >= m["none"]["reference_logprob"]  # its own replies, most likely
     assert "agreement" not in m[ORIGINAL] and m[ORIGINAL]["agreement_original"] == 1.0
     assert m["tlat-0+1-0.5x"]["eps"] > 0 and m["none"]["eps"] == 0
+    # each layer's own eps is stored (relative eps differ per layer), and "eps" is the smallest of them
+    tlat = m["tlat-0+1-0.5x"]
+    assert tlat["eps:0"] != tlat["eps:1"] and tlat["eps"] == min(tlat["eps:0"], tlat["eps:1"])
+    assert m["lat-1-0.5x"]["eps:1"] == m["lat-1-0.5x"]["eps"] and "eps:0" not in m["lat-1-0.5x"]
     assert summary["experiment"] == "trojans-lm"
     for front in summary["pareto"].values():
         assert front and set(front) <= {"none", "lat-1-0.5x", "tlat-0+1-0.5x"}

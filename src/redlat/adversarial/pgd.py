@@ -44,7 +44,7 @@ class PGDSettings:
     step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.'s rule of thumb)
     per: Per = "example"
     random_start: bool = True
-    keep_best: bool = False  # per example, return the best perturbation seen, never one worse than none
+    keep_best: bool = False  # per example, return the best perturbation seen: success first, then loss
     eval_mode: bool = True  # attack with the model in eval mode (as the published LAT code does)
     bounds: tuple[float, float] | None = None  # keep the perturbed values within [lo, hi] (pixels)
     l1_quantile: float = 0.9  # L1 steps move the coordinates whose |gradient| is in the top (1 - this) share
@@ -161,24 +161,25 @@ def pgd(
 
 
 class _Best:
-    """Per example, the best perturbation seen: one that won (fooled) over one that did not, then the higher loss.
+    """Per example, the best perturbation seen: one that wins (fools) over one that does not, whatever their losses;
+    between two that both win or both fail, the higher loss.
 
-    A candidate is only taken if it is no worse than no perturbation at all in both respects, so the returned
-    attack never lowers an example's loss below its clean loss and never turns a wrong answer right."""
+    It starts from no perturbation at all, so the returned attack never turns a wrong answer right, and never lowers an
+    example's loss below its clean loss unless it fools the model there (a success counts more than a loss: preferring
+    the loss could hand back a failed attack where a successful one was found, and overstate robust accuracy)."""
 
     def __init__(self, deltas: dict[str, torch.Tensor], clean: Outcome) -> None:
-        self.clean = clean
         self.deltas = {name: torch.zeros_like(d) for name, d in deltas.items()}
         self.outcome = Outcome(clean.loss.clone(), None if clean.fooled is None else clean.fooled.clone())
 
     def offer(self, deltas: dict[str, torch.Tensor], out: Outcome) -> None:
-        take = (out.loss >= self.clean.loss) & (out.loss > self.outcome.loss)
-        if out.fooled is not None and self.clean.fooled is not None and self.outcome.fooled is not None:
-            acceptable = (out.loss >= self.clean.loss) & (out.fooled | ~self.clean.fooled)
+        higher = out.loss > self.outcome.loss
+        if out.fooled is not None and self.outcome.fooled is not None:
             gains = out.fooled & ~self.outcome.fooled
-            same = out.fooled == self.outcome.fooled
-            take = acceptable & (gains | (same & (out.loss > self.outcome.loss)))
+            take = gains | ((out.fooled == self.outcome.fooled) & higher)
             self.outcome.fooled = torch.where(take, out.fooled, self.outcome.fooled)
+        else:
+            take = higher
         self.outcome.loss = torch.where(take, out.loss, self.outcome.loss)
         for name, d in deltas.items():
             rows = take.view(-1, *([1] * (d.dim() - 1)))

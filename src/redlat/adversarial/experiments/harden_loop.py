@@ -163,19 +163,45 @@ def _rate_metrics(name: str, offensive: int, n: int) -> dict[str, float]:
     return {f"rate:{name}": offensive / n if n else float("nan"), f"rate:{name}@low": low, f"rate:{name}@high": high}
 
 
+def trained_cases(manifests: dict[str, dict[str, Any]]) -> frozenset[str]:
+    """The test cases any defence trained on (its failures): an unseen attack that asks one again is not unseen."""
+    return frozenset(f["test_case"] for manifest in manifests.values() for f in manifest.get("failures", []))
+
+
+def counted_attempts(run_dir: str, trained: frozenset[str] = frozenset()) -> tuple[dict[str, bool], int]:
+    """An attack run's counted attempts (test case -> failed), leaving out what the method excluded (few-shot copies of
+    its pool) and the test cases a defence trained on; and how many of the latter there were (the overlap)."""
+    from redlat.metrics import split_excluded
+    from redlat.store import RunStore
+
+    with RunStore(run_dir) as store:
+        attempts = split_excluded(list(store.attempts()))[0]
+    kept = {a.test_case: a.offensive for a in attempts if a.test_case not in trained}
+    return kept, len(attempts) - len(kept)
+
+
 def model_metrics(
-    attacks: dict[str, dict[str, Any]], manifest: dict[str, Any], *, original: bool, run_dirs: dict[str, str]
+    attacks: dict[str, dict[str, Any]],
+    manifest: dict[str, Any],
+    *,
+    original: bool,
+    run_dirs: dict[str, str],
+    trained: frozenset[str] = frozenset(),
 ) -> dict[str, float]:
-    """A model's row: per-attack and pooled unseen failure rates (Wilson), the found failures asked again, the cost."""
+    """A model's row: per-attack and pooled unseen failure rates (Wilson), the found failures asked again, the cost.
+    Unseen test cases that a defence trained on are left out of the rates and counted (`overlap`, `overlap:ATTACK`)."""
     metrics: dict[str, float] = {}
-    total_off = total_n = 0
+    total_off = total_n = overlap = 0
     score_sum = 0.0
-    for name, summary in attacks.items():
-        off, n = int(summary["n_offensive"]), int(summary.get("n_counted", summary["n_unique"]))  # copies left out
+    for name in attacks:
+        kept, shared = counted_attempts(run_dirs[name], trained)
+        off, n = sum(kept.values()), len(kept)
         metrics.update(_rate_metrics(name, off, n))
-        total_off, total_n = total_off + off, total_n + n
-        score_sum += _score_sum(run_dirs[name])
+        metrics[f"overlap:{name}"] = float(shared)
+        total_off, total_n, overlap = total_off + off, total_n + n, overlap + shared
+        score_sum += _score_sum(run_dirs[name], trained)
     metrics.update(_rate_metrics("unseen", total_off, total_n))
+    metrics["overlap"] = float(overlap)
     metrics["mean_score"] = score_sum / total_n if total_n else float("nan")
     measures = manifest["before"] if original else manifest["after"]
     failures = int(manifest["counts"]["failures"])
@@ -187,20 +213,17 @@ def model_metrics(
     return metrics
 
 
-def paired_change(original: dict[str, str], hardened: dict[str, str]) -> dict[str, float]:
-    """The hardened model against the original on the test cases both were asked (every unseen attack): how many
-    failures it fixed, how many new ones it made, and the exact McNemar test's two-sided p-value on those counts."""
+def paired_change(
+    original: dict[str, str], hardened: dict[str, str], trained: frozenset[str] = frozenset()
+) -> dict[str, float]:
+    """Model B (`hardened`) against model A (`original`) on the unseen test cases both were asked: how many of A's
+    failures B fixed, how many new ones it made, and the exact McNemar test's two-sided p-value on those counts."""
     from scipy.stats import binomtest
-
-    from redlat.metrics import split_excluded
-    from redlat.store import RunStore
 
     fixed = broken = shared = 0
     for attack, run_dir in hardened.items():
-        with RunStore(original[attack]) as store:
-            before = {a.test_case: a.offensive for a in split_excluded(list(store.attempts()))[0]}
-        with RunStore(run_dir) as store:
-            after = {a.test_case: a.offensive for a in split_excluded(list(store.attempts()))[0]}
+        before, _ = counted_attempts(original[attack], trained)
+        after, _ = counted_attempts(run_dir, trained)
         for case in before.keys() & after.keys():
             shared += 1
             fixed += before[case] and not after[case]
@@ -209,12 +232,29 @@ def paired_change(original: dict[str, str], hardened: dict[str, str]) -> dict[st
     return {"paired_cases": float(shared), "fixed": float(fixed), "new_failures": float(broken), "paired_p": float(p)}
 
 
-def _score_sum(run_dir: str) -> float:
+def defence_pairs(
+    attack_dirs: dict[str, dict[str, str]], defences: tuple[str, ...], trained: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
+    """Every two hardened models against each other on the same unseen test cases (exact McNemar): which one failed
+    where the other did not, and whether that differs from chance. The ranking test the rates alone cannot give."""
+    rows = []
+    for i, first in enumerate(defences):
+        for second in defences[i + 1 :]:
+            change = paired_change(attack_dirs[first], attack_dirs[second], trained)
+            rows.append({
+                "first": first, "second": second, "cases": int(change["paired_cases"]),
+                "only_first_failed": int(change["fixed"]), "only_second_failed": int(change["new_failures"]),
+                "p": change["paired_p"],
+            })
+    return rows
+
+
+def _score_sum(run_dir: str, trained: frozenset[str] = frozenset()) -> float:
     from redlat.metrics import split_excluded
     from redlat.store import RunStore
 
     with RunStore(run_dir) as store:
-        return sum(a.score for a in split_excluded(list(store.attempts()))[0])
+        return sum(a.score for a in split_excluded(list(store.attempts()))[0] if a.test_case not in trained)
 
 
 def harden_loop(
@@ -255,6 +295,7 @@ def _run_loop(
         done = {row["setting"] for row in store.results()}
         runs = loop.find()
         manifests = loop.harden_all(runs)
+        trained = trained_cases(manifests)
         models = {ORIGINAL: cfg.target, **{m: str(run_dir / "models" / m) for m in cfg.defences}}
         for name, target in models.items():
             if name in done:
@@ -263,11 +304,13 @@ def _run_loop(
             dirs = {a: str(run_dir / "attacks" / name / a) for a in attacks}
             original = name == ORIGINAL
             manifest = manifests[cfg.defences[0]] if original else manifests[name]  # "before" is the same in each
-            metrics = model_metrics(attacks, manifest, original=original, run_dirs=dirs)
+            metrics = model_metrics(attacks, manifest, original=original, run_dirs=dirs, trained=trained)
             details = {"family": name, "target": target, "attack_runs": dirs}
             steps: list[dict[str, Any]] = []
             if not original:
-                metrics.update(paired_change({a: str(run_dir / "attacks" / ORIGINAL / a) for a in attacks}, dirs))
+                metrics.update(
+                    paired_change({a: str(run_dir / "attacks" / ORIGINAL / a) for a in attacks}, dirs, trained)
+                )
                 details["defence"] = manifest["defence"]
                 steps = manifest["steps"]
             store.write_result(name, cfg.seed, metrics, details, steps)
@@ -280,7 +323,18 @@ def _run_loop(
                 f"(found cases {100 * metrics['rate:found']:.1f}%), agreement {100 * metrics['agreement']:.0f}%, "
                 f"perplexity {metrics['perplexity']:.2f}{paired}"
             )
+        attacks_run = attack_names(sets)
+        pairs = defence_pairs(
+            {m: {a: str(run_dir / "attacks" / m / a) for a in attacks_run} for m in cfg.defences}, cfg.defences, trained
+        )
+        for pair in pairs:
+            loop.say(
+                f"{pair['first']} vs {pair['second']} on {pair['cases']} unseen test cases: only {pair['first']} "
+                f"failed {pair['only_first_failed']}, only {pair['second']} failed {pair['only_second_failed']} "
+                f"(McNemar p {pair['p']:.3g})"
+            )
         store.set_meta("find_runs", list(runs))
+        store.set_meta("defence_pairs", pairs)
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
         summary = summarize_experiment(store)
     figures = plot_fronts(summary, run_dir)
@@ -312,14 +366,16 @@ def layout(config: dict[str, Any]) -> Layout:
             Column("fixed", "fixed", percent=False, digits=0),
             Column("new fails", "new_failures", percent=False, digits=0),
             Column("McNemar p", "paired_p", percent=False, digits=3),
+            Column("overlap", "overlap", percent=False, digits=0),
             Column("mean score", "mean_score", percent=False, digits=3),
             Column("perplexity", "perplexity", percent=False),
             Column("agree", "agreement"),
         ),
-        unbounded=("perplexity", "train_seconds", "paired_cases", "fixed", "new_failures"),
+        unbounded=("perplexity", "train_seconds", "paired_cases", "fixed", "new_failures", "overlap",
+                   *(f"overlap:{name}" for name in names)),
         panels=(
             ("failure rates", ("rate:found", *(f"rate:{name}" for name in names), "rate:unseen")),
-            ("what hardening changed", ("rate:unseen", "fixed", "new_failures", "paired_p", "mean_score",
+            ("what hardening changed", ("rate:unseen", "fixed", "new_failures", "paired_p", "overlap", "mean_score",
                                         "perplexity", "agreement")),
         ),
         defence_names=tuple(config.get("defences", config.get("methods", ()))),  # "methods" before the rename
@@ -327,7 +383,8 @@ def layout(config: dict[str, Any]) -> Layout:
         "against, asked again; zero-shot, few-shot, prompt sets: attacks no hardening saw (unseen: pooled); mean "
         "score: the deciding classifier's mean over the unseen attacks; fixed, new fails: unseen test cases where the "
         "original failed and the model passed, and the reverse (the same test cases were put to every model); McNemar "
-        "p: exact two-sided test of those counts; perplexity: of the original's replies to "
+        "p: exact two-sided test of those counts; overlap: unseen test cases equal to a failure some defence trained "
+        "on, left out of every rate; perplexity: of the original's replies to "
         "held-out passed cases; agree: held-out greedy replies whose first words match the original's. "
         "Front: U = agreement vs unseen failures, F = agreement vs found failures",
         interval="95% Wilson interval",

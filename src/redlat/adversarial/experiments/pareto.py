@@ -177,6 +177,8 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
         "held_out_families": list(info.config.get("held_out", [])),
         "settings": settings,
         "pareto": fronts,
+        # settings tested against each other, where the experiment stores such tests (harden-loop)
+        "pairs": store.get_meta("defence_pairs") or [],
     }
 
 

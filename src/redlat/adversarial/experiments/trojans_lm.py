@@ -272,7 +272,9 @@ class _Sweep:
         merged.eval()
         return merged, logs
 
-    def defend(self, poisoned: nn.Module, spec: LMDefenceSpec, seed: int) -> tuple[nn.Module, list[StepLog], float]:
+    def defend(
+        self, poisoned: nn.Module, spec: LMDefenceSpec, seed: int
+    ) -> tuple[nn.Module, list[StepLog], dict[str, float]]:
         cfg = self.cfg
         batches = forget_batches(self.tok, cfg, self.splits, spec, seed)
         model = copy.deepcopy(poisoned)
@@ -292,10 +294,20 @@ class _Sweep:
         )
         logs = trainer.fit(batches)
         model.eval()
-        return model, logs, defence.attack.eps if spec.kind != "none" else 0.0
+        return model, logs, layer_eps(spec, defence)
 
     def checkpoints(self, seed: int, setting: str) -> Path:
         return self.run_dir / "checkpoints" / f"seed-{seed}" / setting
+
+
+def layer_eps(spec: LMDefenceSpec, defence: Defence) -> dict[str, float]:
+    """The absolute eps the attacker had at each of the spec's layers (relative eps differ per layer), by the layer as
+    the spec names it; empty for no defence."""
+    if spec.kind == "none":
+        return {}
+    own = dict(defence.attack.layer_eps)
+    return {str(label): float(own.get(module, defence.attack.eps)) for label, module in
+            zip(spec.where, defence.layers, strict=True)}
 
 
 def _same(sweep: _Sweep) -> _Sweep:
@@ -355,7 +367,9 @@ def _defence_step(
     model, logs, eps = sweep.defend(poisoned, spec, seed)
     seconds = time.perf_counter() - t0
     metrics, replies = evaluate(model, sweep.tok, sweep.cfg, sweep.splits.held_out, sweep.trojans, refs)
-    metrics |= {"train_seconds": seconds, "eps": eps}
+    # "eps": the smallest layer's, as before; "eps:LAYER": each layer's own
+    metrics |= {"train_seconds": seconds, "eps": min(eps.values(), default=0.0)}
+    metrics |= {f"eps:{layer}": value for layer, value in eps.items()}
     sweep.save_replies(spec.name, seed, replies)
     shutil.rmtree(sweep.checkpoints(seed, spec.name), ignore_errors=True)
     return CellResult(spec.name, seed, metrics, describe(spec), [x.to_dict() for x in logs])
@@ -477,6 +491,8 @@ def layout(config: dict[str, Any]) -> Layout:
             Column("agree orig", "agreement_original"),
         ),
         unbounded=(
+            *(f"eps:{layer}" for d in config.get("defences", [])
+              for layer in LMDefenceSpec.model_validate(d).where),
             "train_seconds", "eval_seconds", "eps", "mean_logprob", "mean_logprob_benign", "loss_chosen",
             "reference_logprob",
             "loss_rejected", *(f"logprob:{t}" for t in trojans), *(f"logprob_benign:{t}" for t in trojans),
