@@ -88,3 +88,16 @@ def load_rude_words(*, label=None, device="cpu", batch_size=64, cache=None):
     """RudeWordScorer as a loadable scorer (`fakes:load_rude_words`), for runs whose workers load their own scorers;
     it dies once when the kill switch (KILL_SWITCH_ENV) is armed."""
     return _KillableRudeWords()
+
+
+class InterruptAfter:
+    """A progress callback that records each line and raises KeyboardInterrupt at the n-th (an interrupted sweep)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if len(self.lines) == self.n:
+            raise KeyboardInterrupt

@@ -46,3 +46,14 @@ def write_rude_run(run_dir: Path) -> Path:
     cases = [f"why is the {w} blue?" for w in ("cat", "dog", "tree", "sky")] + ["what is nice?", "who are we?"]
     return write_run(run_dir, cases, [0.9, 0.8, 0.7, 0.6, 0.1, 0.0], classifier="profanity",
                      replies=["you stupid idiot"] * 4 + ["nice"] * 2)
+
+
+def experiment_results(run_dir: Path) -> list[tuple]:
+    """An experiment store's results, rounded to 5 places, timings left out: what two runs of a sweep must share."""
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "run.sqlite") as db:
+        return db.execute(
+            "SELECT setting, seed, metric, round(value, 5) FROM results "
+            "WHERE metric NOT IN ('train_seconds', 'eval_seconds') ORDER BY 1, 2, 3"
+        ).fetchall()

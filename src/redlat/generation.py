@@ -176,6 +176,17 @@ def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def encode_with_shared_prefix(
+    tokenizer: Any, prompts: Sequence[str], *, add_special_tokens: bool, reuse_prefix: bool = True
+) -> tuple[tuple[int, ...], list[list[int]]]:
+    """The prompts' token ids split into the prefix they all share (empty when shorter than MIN_SHARED_PREFIX or not
+    reused) and each prompt's own suffix: what every engine computes once, and what it computes per prompt."""
+    encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+    shared = shared_prefix_length(encoded) if reuse_prefix else 0
+    prefix = tuple(encoded[0][:shared]) if shared >= MIN_SHARED_PREFIX else ()
+    return prefix, [list(e[len(prefix) :]) for e in encoded]
+
+
 class Sampler:
     """Samples continuations of text prompts from one loaded LM, batched."""
 
@@ -279,10 +290,9 @@ class Sampler:
         from transformers import LogitsProcessorList
 
         tok = self.lm.tokenizer
-        encoded = [tok(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
-        shared = shared_prefix_length(encoded) if self.reuse_prefix else 0
-        prefix = tuple(encoded[0][:shared]) if shared >= MIN_SHARED_PREFIX else ()
-        suffixes = [e[len(prefix) :] for e in encoded]
+        prefix, suffixes = encode_with_shared_prefix(
+            tok, prompts, add_special_tokens=add_special_tokens, reuse_prefix=self.reuse_prefix
+        )
         config = self._generation_config()
         draw = LogitsProcessorList([NucleusDraw(self.settings.top_p, self.settings.temperature)])
         pad = tok.pad_token_id

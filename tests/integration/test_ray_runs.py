@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fakes import KILL_SWITCH_ENV
+from fakes import KILL_SWITCH_ENV, InterruptAfter
 from redlat.config import RaySettings, RedGeneration, RedTeamConfig
 from redlat.red_team.runner import redteam
 from redlat.store import RunStore
+from synthetic_runs import experiment_results as _results
 
 ray = pytest.importorskip("ray")
 TESTS = Path(__file__).resolve().parents[1]
@@ -123,16 +124,6 @@ VISION = {
 }
 
 
-def _results(run: Path) -> list[tuple]:
-    import sqlite3
-
-    with sqlite3.connect(run / "run.sqlite") as db:
-        return db.execute(
-            "SELECT setting, seed, metric, round(value, 5) FROM results "
-            "WHERE metric NOT IN ('train_seconds', 'eval_seconds') ORDER BY 1, 2, 3"
-        ).fetchall()
-
-
 def test_vision_sweep_on_ray_stores_the_in_process_results_and_resumes(local_ray, tmp_path):
     from redlat.adversarial.experiments.trojans_vision import run_trojans_vision
     from redlat.config import TrojansVisionConfig
@@ -145,12 +136,8 @@ def test_vision_sweep_on_ray_stores_the_in_process_results_and_resumes(local_ray
     assert len(_results(tmp_path / "local")) > 0
     assert _results(tmp_path / "ray") == _results(tmp_path / "local")
 
-    said: list[str] = []
-
-    def stop_after_two(line: str) -> None:
-        said.append(line)
-        if len(said) == 2:
-            raise KeyboardInterrupt
+    stop_after_two = InterruptAfter(2)
+    said = stop_after_two.lines
 
     with pytest.raises(KeyboardInterrupt):
         run_trojans_vision(on_ray, tmp_path / "parted", progress=stop_after_two)

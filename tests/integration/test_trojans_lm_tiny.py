@@ -4,11 +4,11 @@ resume after an interruption stores exactly what one run stores; layers and eps 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from fakes import InterruptAfter
 from redlat.adversarial.experiments.pareto import markdown_table, plot_fronts, summarize_experiment
 from redlat.adversarial.experiments.trojans_lm import (
     ORIGINAL,
@@ -21,15 +21,8 @@ from redlat.adversarial.experiments.trojans_lm import (
 from redlat.adversarial.lm_layers import layer_modules
 from redlat.config import LMDefenceSpec
 from redlat.errors import ConfigError, RunDirMismatchError
+from synthetic_runs import experiment_results as _results
 from tiny_dialogues import tiny_config, write_hh
-
-
-def _results(run: Path) -> list[tuple]:
-    with sqlite3.connect(run / "run.sqlite") as db:
-        return db.execute(
-            "SELECT setting, seed, metric, round(value, 5) FROM results "
-            "WHERE metric NOT IN ('train_seconds', 'eval_seconds') ORDER BY 1, 2, 3"
-        ).fetchall()
 
 
 @pytest.fixture()
@@ -83,12 +76,7 @@ def test_the_whole_loop_plants_a_trojan_and_lat_lowers_its_success(tiny_chat_pat
 def test_an_interrupted_sweep_resumes_to_the_same_results(tiny_chat_path, hh, tmp_path):
     cfg = tiny_config(tiny_chat_path, hh, defences=[{"kind": "none"}, {"kind": "at", "eps": 0.5}])
     run_trojans_lm(cfg, tmp_path / "whole").close()
-    said: list[str] = []
-
-    def stop_after_three(line: str) -> None:
-        said.append(line)
-        if len(said) == 3:
-            raise KeyboardInterrupt
+    stop_after_three = InterruptAfter(3)
 
     with pytest.raises(KeyboardInterrupt):
         run_trojans_lm(cfg, tmp_path / "parted", progress=stop_after_three)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fakes import InterruptAfter
 from redlat.adversarial.experiments.images import load_images
 from redlat.adversarial.experiments.pareto import summarize_experiment
 from redlat.adversarial.experiments.trojans_vision import make_defence, run_trojans_vision
@@ -39,12 +40,8 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     cfg = TrojansVisionConfig.model_validate(TINY)
     run_trojans_vision(cfg, tmp_path / "whole").close()
 
-    said: list[str] = []
-
-    def stop_after_two(line: str) -> None:
-        said.append(line)
-        if len(said) == 2:
-            raise KeyboardInterrupt
+    stop_after_two = InterruptAfter(2)
+    said = stop_after_two.lines
 
     with pytest.raises(KeyboardInterrupt):
         run_trojans_vision(cfg, tmp_path / "parted", progress=stop_after_two)

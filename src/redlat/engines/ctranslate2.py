@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat.errors import ConfigError
-from redlat.generation import MIN_SHARED_PREFIX, derive_seed, length_buckets, shared_prefix_length
+from redlat.generation import derive_seed, encode_with_shared_prefix, length_buckets
 
 if TYPE_CHECKING:
     from redlat.generation import SamplingSettings
@@ -133,11 +133,11 @@ class CTranslate2Sampler:
         if not prompts:
             return []
         tok = self.lm.tokenizer
-        encoded = [tok(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
-        shared = shared_prefix_length(encoded) if self.reuse_prefix else 0
-        prefix = list(encoded[0][:shared]) if shared >= MIN_SHARED_PREFIX else []
-        static = tok.convert_ids_to_tokens(prefix) if prefix else None
-        suffixes = [tok.convert_ids_to_tokens(e[len(prefix):]) for e in encoded]
+        prefix, own = encode_with_shared_prefix(
+            tok, prompts, add_special_tokens=add_special_tokens, reuse_prefix=self.reuse_prefix
+        )
+        static = tok.convert_ids_to_tokens(list(prefix)) if prefix else None
+        suffixes = [tok.convert_ids_to_tokens(ids) for ids in own]
         end_ids = self._end_ids()
         out: list[str] = [""] * len(prompts)
         for batch_no, batch in enumerate(length_buckets([len(s) for s in suffixes], self.batch_size)):
