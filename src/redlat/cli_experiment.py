@@ -153,6 +153,9 @@ def harden_loop(
     ] = None,
     threshold: Annotated[float | None, typer.Option(help="a failure scores above this [0.1]")] = None,
     attack_n: Annotated[int | None, typer.Option(help="test cases per unseen attack and model [100]")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="comma-separated seeds: the whole loop once per seed, intervals over them [0]")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
@@ -174,6 +177,7 @@ def harden_loop(
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "find_runs", [str(p) for p in from_runs] if from_runs else None)
+        set_flag(overrides, "seeds", _seeds(seeds))
         set_flag(overrides, "defences", defence or None)
         for key, value in (("target", target), ("threshold", threshold), ("attack_n", attack_n), ("device", device)):
             set_flag(overrides, key, value)

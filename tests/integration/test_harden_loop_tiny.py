@@ -149,3 +149,24 @@ def test_loop_config_refuses_what_the_loop_sets_itself():
     shared = HardenLoopConfig(redteam={"few_shot": {"k": 3}})
     assert shared.redteam_config("few-shot", n=5, target="t", seed=1, from_run="p").settings.k == 3
     assert shared.redteam_config("zero-shot", n=5, target="t", seed=1).method_settings == {}
+
+
+def test_several_seeds_repeat_the_loop_and_give_intervals_over_seeds(tmp_path, loop_cfg):
+    cfg = loop_cfg.model_copy(update={"seeds": (0, 1), "prompt_sets": ()})
+    assert "seeds" not in loop_cfg.identity() and cfg.identity()["seeds"] == [0, 1]  # one seed keeps its identity
+    out = tmp_path / "loop"
+    summary = harden_loop(cfg, out)
+    for s in summary["settings"]:
+        assert s["seeds"] == [0, 1]
+        assert s["metrics"]["rate:unseen"]["n"] == 2  # the interval is over the two seeds' rates
+    for seed, attack_seed in ((0, 1), (1, 2)):  # each seed's attacks run with seed + (attack_seed - seed)
+        with RunStore(out / f"seed-{seed}" / "attacks" / ORIGINAL / "zero-shot") as store:
+            assert store.run_info().seed == attack_seed
+        assert (out / f"seed-{seed}" / "models" / "at" / "harden.json").exists()
+    assert _cases(out / "seed-0" / "attacks" / "at" / "zero-shot") == _cases(
+        out / "seed-0" / "attacks" / ORIGINAL / "zero-shot")  # paired within a seed
+    with RunStore(out) as store:
+        by_seed = store.get_meta("defence_pairs_by_seed")
+    [pair] = summary["pairs"]
+    assert pair["seeds"] == 2 and pair["cases"] == sum(rows[0]["cases"] for rows in by_seed.values())
+    assert pair["only_first_failed"] == sum(rows[0]["only_first_failed"] for rows in by_seed.values())

@@ -105,7 +105,12 @@ class HardenLoopConfig(Scalable):
     prompt_sets: tuple[str, ...] = Field(
         default=("harmbench", "advbench"), description="fixed prompt sets asked as unseen attacks (when available)"
     )
-    seed: int = Field(default=0, ge=0, description="seeds the find runs and hardening")
+    seed: int = Field(default=0, ge=0, description="seeds the find runs and hardening (one loop; see seeds)")
+    seeds: tuple[int, ...] = Field(
+        default=(),
+        description="repeat the whole loop once per seed (find, harden, attack), for intervals over seeds; "
+        "each seed's attacks use it plus (attack_seed - seed); default: [seed]",
+    )
     device: str = Field(default="auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(default="auto", description="model dtype")
 
@@ -117,6 +122,12 @@ class HardenLoopConfig(Scalable):
             raise ValueError(f"a defence is listed twice: {list(self.defences)}")
         if self.attack_seed == self.seed and not self.find_runs:
             raise ValueError("attack_seed must differ from seed, or the zero-shot attack repeats the find run")
+        if not self.seeds:
+            object.__setattr__(self, "seeds", (self.seed,))
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"a seed is listed twice: {list(self.seeds)}")
+        if any(s < 0 for s in self.seeds):
+            raise ValueError("seeds must not be negative")
         for owned, section in ((_LOOP_OWNS_HARDEN, "harden"), (_LOOP_OWNS_REDTEAM, "redteam")):
             clash = sorted(set(owned) & set(getattr(self, section)))
             if clash:
@@ -131,14 +142,22 @@ class HardenLoopConfig(Scalable):
                 raise ValueError(f"{section}: {'; '.join(map(_error_line, exc.errors()))}") from None
         return self
 
-    @property
-    def seeds(self) -> tuple[int, ...]:
-        return (self.seed,)
+    def attack_seed_for(self, seed: int) -> int:
+        """The unseen attacks' seed in the loop of `seed`: as far from it as attack_seed is from seed."""
+        return seed + self.attack_seed - self.seed
 
-    def harden_config(self, defence: str, runs: tuple[str, ...], output: str) -> HardenConfig:
+    def identity(self) -> dict[str, Any]:
+        """One loop of `seed` keeps the identity it had before `seeds` existed (its stored runs still resume)."""
+        identity = super().identity()
+        if self.seeds == (self.seed,):
+            identity.pop("seeds", None)
+        return identity
+
+    def harden_config(self, defence: str, runs: tuple[str, ...], output: str, seed: int | None = None) -> HardenConfig:
         return HardenConfig.model_validate(
             {**self.harden, "target": self.target, "runs": list(runs), "output": output, "defence": defence,
-             "threshold": self.threshold, "seed": self.seed, "device": self.device, "dtype": self.dtype}
+             "threshold": self.threshold, "seed": self.seed if seed is None else seed, "device": self.device,
+             "dtype": self.dtype}
         )
 
     def redteam_config(self, method: str, *, n: int, target: str, seed: int, from_run: str | None = None,

@@ -137,8 +137,11 @@ def _harden_loop_block(run_dir: Path) -> dict[str, Any] | None:
         attacks = store.get_meta("attacks") or []
     header, rows = table_rows(summary)
     models = [s["setting"] for s in summary["settings"]]
-    attack_runs = [str(run_dir / "attacks" / m / a) for a in attacks for m in models
-                   if (run_dir / "attacks" / m / a / DB_NAME).exists()]
+    seeds = summary["config"].get("seeds") or [summary["config"].get("seed", 0)]
+    # a loop of several seeds keeps each seed's runs in seed-N/: the page shows the first seed's attack runs
+    base = run_dir if len(seeds) == 1 else run_dir / f"seed-{seeds[0]}"
+    attack_runs = [str(base / "attacks" / m / a) for a in attacks for m in models
+                   if (base / "attacks" / m / a / DB_NAME).exists()]
     import base64
 
     from redlat.adversarial.experiments.pareto import layout_of

@@ -67,9 +67,22 @@ def available_prompt_sets(cfg: HardenLoopConfig) -> tuple[list[str], dict[str, s
     return usable, skipped
 
 
+def seed_dir(cfg: HardenLoopConfig, run_dir: Path, seed: int) -> Path:
+    """Where the loop of `seed` keeps its runs and models: the run directory itself for a loop of one seed (as before
+    `seeds` existed), else RUN_DIR/seed-N."""
+    return run_dir if cfg.seeds == (cfg.seed,) else run_dir / f"seed-{seed}"
+
+
 class _Loop:
-    def __init__(self, cfg: HardenLoopConfig, run_dir: Path, progress: Progress | None, bar: BarFactory | None):
+    """One loop (one seed): find, harden, attack, in its own directory."""
+
+    def __init__(
+        self, cfg: HardenLoopConfig, run_dir: Path, progress: Progress | None, bar: BarFactory | None,
+        seed: int | None = None,
+    ):
         self.cfg, self.run_dir, self.progress, self.bar = cfg, run_dir, progress, bar
+        self.seed = cfg.seed if seed is None else seed
+        self.attack_seed = cfg.attack_seed_for(self.seed)
 
     def say(self, line: str) -> None:
         log.info(line)
@@ -88,11 +101,11 @@ class _Loop:
             return cfg.find_runs
         zs = self.run_dir / "find" / "zero-shot"
         fs = self.run_dir / "find" / "few-shot"
-        self.say(f"find: zero-shot, {cfg.find_n} test cases, seed {cfg.seed}")
-        self.redteam(cfg.redteam_config("zero-shot", n=cfg.find_n, target=cfg.target, seed=cfg.seed), zs)
+        self.say(f"find: zero-shot, {cfg.find_n} test cases, seed {self.seed}")
+        self.redteam(cfg.redteam_config("zero-shot", n=cfg.find_n, target=cfg.target, seed=self.seed), zs)
         self.say(f"find: few-shot from the zero-shot run, {cfg.find_n} test cases")
         self.redteam(
-            cfg.redteam_config("few-shot", n=cfg.find_n, target=cfg.target, seed=cfg.seed, from_run=str(zs)), fs
+            cfg.redteam_config("few-shot", n=cfg.find_n, target=cfg.target, seed=self.seed, from_run=str(zs)), fs
         )
         return (str(zs), str(fs))
 
@@ -104,7 +117,7 @@ class _Loop:
             return json.loads((out / MANIFEST).read_text())
         self.say(f"harden: {defence}")
         return harden(
-            self.cfg.harden_config(defence, runs, str(out)),
+            self.cfg.harden_config(defence, runs, str(out), seed=self.seed),
             on_step=lambda done, total: self.say(f"harden {defence}: step {done}/{total}"),
         )
 
@@ -118,7 +131,7 @@ class _Loop:
 
         self.say(f"harden on Ray: {', '.join(self.cfg.defences)}")
         task = ray.remote(**task_options(self.cfg.ray))(_harden_task)
-        refs = {d: task.remote(self.cfg, self.run_dir, d, runs) for d in self.cfg.defences}
+        refs = {d: task.remote(self.cfg, self.run_dir, d, runs, self.seed) for d in self.cfg.defences}
         with worker_errors():
             return {defence: ray.get(ref) for defence, ref in refs.items()}
 
@@ -127,33 +140,36 @@ class _Loop:
         cfg = self.cfg
         base = self.run_dir / "attacks"
         out = {}
-        self.say(f"attack {model}: zero-shot, {cfg.attack_n} test cases, seed {cfg.attack_seed}")
+        self.say(f"attack {model}: zero-shot, {cfg.attack_n} test cases, seed {self.attack_seed}")
         out["zero-shot"] = self.redteam(
-            cfg.redteam_config("zero-shot", n=cfg.attack_n, target=target, seed=cfg.attack_seed),
+            cfg.redteam_config("zero-shot", n=cfg.attack_n, target=target, seed=self.attack_seed),
             base / model / "zero-shot",
         )
         pool = base / ORIGINAL / "zero-shot"  # the original's replies score the pool, for every model alike
         self.say(f"attack {model}: few-shot from the unseen pool, {cfg.attack_n} test cases")
         out["few-shot"] = self.redteam(
-            cfg.redteam_config("few-shot", n=cfg.attack_n, target=target, seed=cfg.attack_seed, from_run=str(pool)),
+            cfg.redteam_config("few-shot", n=cfg.attack_n, target=target, seed=self.attack_seed,
+                               from_run=str(pool)),
             base / model / "few-shot",
         )
         for source in sets:
             label = set_label(source)
             self.say(f"attack {model}: {label}, up to {cfg.attack_n} prompts")
             out[label] = self.redteam(
-                cfg.redteam_config("prompts", n=cfg.attack_n, target=target, seed=cfg.attack_seed, prompts=source),
+                cfg.redteam_config("prompts", n=cfg.attack_n, target=target, seed=self.attack_seed, prompts=source),
                 base / model / label,
             )
         return out
 
 
-def _harden_task(cfg: HardenLoopConfig, run_dir: Path, defence: str, runs: tuple[str, ...]) -> dict[str, Any]:
+def _harden_task(
+    cfg: HardenLoopConfig, run_dir: Path, defence: str, runs: tuple[str, ...], seed: int
+) -> dict[str, Any]:
     """One defence's hardening as a Ray task (threads as the task's CPUs)."""
     import torch
 
     torch.set_num_threads(cfg.ray.threads)
-    return _Loop(cfg, run_dir, None, None).harden(defence, runs)
+    return _Loop(cfg, run_dir, None, None, seed).harden(defence, runs)
 
 
 def _rate_metrics(name: str, offensive: int, n: int) -> dict[str, float]:
@@ -274,73 +290,113 @@ def harden_loop(
             progress(f"prompt set {source} left out: {why}")
     prov = collect({"target": cfg.target, "red": cfg.red, "classifier": cfg.classifier})
     prov["prompt_sets"] = {"used": sets, "left_out": skipped}
-    loop = _Loop(cfg, run_dir, progress, bar)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if cfg.ray.enabled:  # one Ray runtime for the whole loop: its red-team runs and the hardening tasks
             from redlat.scale.ray_cluster import connected
 
             stack.enter_context(connected(cfg.ray))
-        return _run_loop(cfg, run_dir, loop, sets, prov, started)
+        return _run_loops(cfg, run_dir, sets, prov, started, progress, bar)
 
 
-def _run_loop(
-    cfg: HardenLoopConfig, run_dir: Path, loop: _Loop, sets: list[str], prov: dict[str, Any], started: float
+def _run_loops(
+    cfg: HardenLoopConfig,
+    run_dir: Path,
+    sets: list[str],
+    prov: dict[str, Any],
+    started: float,
+    progress: Progress | None,
+    bar: BarFactory | None,
 ) -> dict[str, Any]:
     from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
     from redlat.adversarial.experiments.runs import open_experiment_store
 
     with open_experiment_store(run_dir, COMMAND, cfg, prov) as store:
         store.set_meta("attacks", attack_names(sets))
-        done = {row["setting"] for row in store.results()}
-        runs = loop.find()
-        manifests = loop.harden_all(runs)
-        trained = trained_cases(manifests)
-        models = {ORIGINAL: cfg.target, **{m: str(run_dir / "models" / m) for m in cfg.defences}}
-        for name, target in models.items():
-            if name in done:
-                continue
-            attacks = loop.attack(name, target, sets)
-            dirs = {a: str(run_dir / "attacks" / name / a) for a in attacks}
-            original = name == ORIGINAL
-            manifest = manifests[cfg.defences[0]] if original else manifests[name]  # "before" is the same in each
-            metrics = model_metrics(attacks, manifest, original=original, run_dirs=dirs, trained=trained)
-            details = {"family": name, "target": target, "attack_runs": dirs}
-            steps: list[dict[str, Any]] = []
-            if not original:
-                metrics.update(
-                    paired_change({a: str(run_dir / "attacks" / ORIGINAL / a) for a in attacks}, dirs, trained)
-                )
-                details["defence"] = manifest["defence"]
-                steps = manifest["steps"]
-            store.write_result(name, cfg.seed, metrics, details, steps)
-            paired = (
-                f", against the original: {metrics['fixed']:.0f} fixed, {metrics['new_failures']:.0f} new "
-                f"(McNemar p {metrics['paired_p']:.3g})" if "paired_p" in metrics else ""
-            )
-            loop.say(
-                f"{name:<10} unseen failure rate {100 * metrics['rate:unseen']:.1f}% "
-                f"(found cases {100 * metrics['rate:found']:.1f}%), agreement {100 * metrics['agreement']:.0f}%, "
-                f"perplexity {metrics['perplexity']:.2f}{paired}"
-            )
-        attacks_run = attack_names(sets)
-        pairs = defence_pairs(
-            {m: {a: str(run_dir / "attacks" / m / a) for a in attacks_run} for m in cfg.defences}, cfg.defences, trained
-        )
+        done = {(row["setting"], row["seed"]) for row in store.results()}
+        by_seed = []
+        for seed in cfg.seeds:
+            loop = _Loop(cfg, seed_dir(cfg, run_dir, seed), progress, bar, seed)
+            if len(cfg.seeds) > 1:
+                loop.say(f"seed {seed}: find seed {seed}, attack seed {loop.attack_seed}")
+            by_seed.append(_one_loop(cfg, loop, sets, store, done))
+        pairs = pool_pairs(by_seed)
         for pair in pairs:
-            loop.say(
+            line = (
                 f"{pair['first']} vs {pair['second']} on {pair['cases']} unseen test cases: only {pair['first']} "
                 f"failed {pair['only_first_failed']}, only {pair['second']} failed {pair['only_second_failed']} "
                 f"(McNemar p {pair['p']:.3g})"
             )
-        store.set_meta("find_runs", list(runs))
+            log.info(line)
+            if progress is not None:
+                progress(line)
         store.set_meta("defence_pairs", pairs)
+        store.set_meta("defence_pairs_by_seed", {str(s): rows for s, rows in zip(cfg.seeds, by_seed, strict=True)})
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
         summary = summarize_experiment(store)
     figures = plot_fronts(summary, run_dir)
     summary["figures"] = {key: str(path) for key, path in figures.items()}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
     return summary
+
+
+def _one_loop(
+    cfg: HardenLoopConfig, loop: _Loop, sets: list[str], store: Any, done: set[tuple[str, int]]
+) -> list[dict[str, Any]]:
+    """One seed's loop: find, harden, attack every model, write each model's row; its defence pairs."""
+    base = loop.run_dir
+    runs = loop.find()
+    manifests = loop.harden_all(runs)
+    trained = trained_cases(manifests)
+    models = {ORIGINAL: cfg.target, **{m: str(base / "models" / m) for m in cfg.defences}}
+    for name, target in models.items():
+        if (name, loop.seed) in done:
+            continue
+        attacks = loop.attack(name, target, sets)
+        dirs = {a: str(base / "attacks" / name / a) for a in attacks}
+        original = name == ORIGINAL
+        manifest = manifests[cfg.defences[0]] if original else manifests[name]  # "before" is the same in each
+        metrics = model_metrics(attacks, manifest, original=original, run_dirs=dirs, trained=trained)
+        details = {"family": name, "target": target, "attack_runs": dirs}
+        steps: list[dict[str, Any]] = []
+        if not original:
+            metrics.update(paired_change({a: str(base / "attacks" / ORIGINAL / a) for a in attacks}, dirs, trained))
+            details["defence"] = manifest["defence"]
+            steps = manifest["steps"]
+        store.write_result(name, loop.seed, metrics, details, steps)
+        paired = (
+            f", against the original: {metrics['fixed']:.0f} fixed, {metrics['new_failures']:.0f} new "
+            f"(McNemar p {metrics['paired_p']:.3g})" if "paired_p" in metrics else ""
+        )
+        loop.say(
+            f"{name:<10} unseen failure rate {100 * metrics['rate:unseen']:.1f}% "
+            f"(found cases {100 * metrics['rate:found']:.1f}%), agreement {100 * metrics['agreement']:.0f}%, "
+            f"perplexity {metrics['perplexity']:.2f}{paired}"
+        )
+    attacks_run = attack_names(sets)
+    return defence_pairs(
+        {m: {a: str(base / "attacks" / m / a) for a in attacks_run} for m in cfg.defences}, cfg.defences, trained
+    )
+
+
+def pool_pairs(by_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each pair of defences over every seed: the discordant counts summed (each test case is paired within its own
+    seed's loop), and one exact McNemar test on the sums."""
+    from scipy.stats import binomtest
+
+    pooled: dict[tuple[str, str], dict[str, Any]] = {}
+    for rows in by_seed:
+        for row in rows:
+            key = (row["first"], row["second"])
+            into = pooled.setdefault(key, {"first": key[0], "second": key[1], "cases": 0, "only_first_failed": 0,
+                                           "only_second_failed": 0, "seeds": 0})
+            for count in ("cases", "only_first_failed", "only_second_failed"):
+                into[count] += row[count]
+            into["seeds"] += 1
+    for row in pooled.values():
+        a, b = row["only_first_failed"], row["only_second_failed"]
+        row["p"] = float(binomtest(min(a, b), a + b, 0.5).pvalue) if a + b else 1.0
+    return list(pooled.values())
 
 
 def layout(config: dict[str, Any]) -> Layout:
