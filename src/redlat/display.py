@@ -256,8 +256,8 @@ def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
 
 def describe_execution(entry: dict[str, Any]) -> str:
     """One process of a run: "in-process", or "Ray: 2 workers (1 CPU, 1 thread each) on host-a"."""
-    if entry.get("engine") != "ray":
-        return str(entry.get("engine", "in-process"))
+    if entry.get("kind") != "ray":
+        return str(entry.get("kind", "in-process"))
     gpus = f", {entry['gpus_per_worker']:g} GPU" if entry.get("gpus_per_worker") else ""
     hosts = ", ".join(entry.get("hosts", []))
     return (f"Ray: {entry['workers']} worker{'s' if entry['workers'] != 1 else ''} ({entry['cpus_per_worker']:g} CPU"

@@ -156,6 +156,9 @@ def test_several_seeds_repeat_the_loop_and_give_intervals_over_seeds(tmp_path, l
     assert "seeds" not in loop_cfg.identity() and cfg.identity()["seeds"] == [0, 1]  # one seed keeps its identity
     out = tmp_path / "loop"
     summary = harden_loop(cfg, out)
+    from redlat.adversarial.experiments.pareto import layout_of
+
+    assert layout_of(summary).interval is None  # the table says "over 2 seeds", not "Wilson interval"
     for s in summary["settings"]:
         assert s["seeds"] == [0, 1]
         assert s["metrics"]["rate:unseen"]["n"] == 2  # the interval is over the two seeds' rates

@@ -58,9 +58,9 @@ def test_same_run_in_process_with_one_worker_and_with_two(local_ray, questioner_
     for result, workers in ((one, 1), (two, 2)):
         samples, attempts, execution = _stored(result.run_dir)
         assert samples == ref_samples and attempts == ref_attempts
-        assert execution[-1]["engine"] == "ray" and execution[-1]["workers"] == workers
+        assert execution[-1]["kind"] == "ray" and execution[-1]["workers"] == workers
         assert result.summary["n_unique"] == 22 and result.summary["status"] == "complete"
-    assert ref_exec == [{"engine": "in-process"}]
+    assert ref_exec == [{"kind": "in-process"}]
 
 
 def test_worker_killed_mid_round_costs_a_retry_not_an_attempt(local_ray, questioner_chat_path, tmp_path):
@@ -99,7 +99,7 @@ def test_interrupted_ray_run_resumes_in_process_to_the_same_run(local_ray, quest
     assert resumed.resumed
     samples, attempts, execution = _stored(tmp_path / "run")
     assert (samples, attempts) == _stored(reference.run_dir)[:2]
-    assert [e["engine"] for e in execution] == ["ray", "in-process"]
+    assert [e["kind"] for e in execution] == ["ray", "in-process"]
 
 
 def test_unreachable_cluster_fails_fast_and_writes_nothing(tmp_path):
@@ -190,4 +190,17 @@ def test_harden_loop_on_ray_stores_the_in_process_results(local_ray, questioner_
     assert [s["setting"] for s in local["settings"]] == ["original", "at", "sft"]
     assert measures(remote) == measures(local)
     with RunStore(tmp_path / "ray" / "attacks" / "at" / "zero-shot") as store:
-        assert store.get_meta("execution")[-1]["engine"] == "ray"  # the loop's red-team runs played on Ray
+        assert store.get_meta("execution")[-1]["kind"] == "ray"  # the loop's red-team runs played on Ray
+
+
+def test_ctranslate2_engine_on_ray_workers_gives_the_in_process_run(local_ray, questioner_chat_path, tmp_path):
+    pytest.importorskip("ctranslate2")
+    import torch
+
+    engine = {"name": "ctranslate2", "compute_type": "int8"}
+    reference = redteam(_cfg(questioner_chat_path, engine=engine), tmp_path / "local")
+    same_threads = RaySettings(enabled=True, workers=2, threads_per_worker=torch.get_num_threads())
+    on_ray = redteam(_cfg(questioner_chat_path, engine=engine, ray=same_threads), tmp_path / "ray")
+    assert _stored(on_ray.run_dir)[:2] == _stored(reference.run_dir)[:2]
+    with RunStore(on_ray.run_dir) as store:
+        assert store.run_info().provenance["generation"]["target"]["engine"]["compute_type"] == "int8"

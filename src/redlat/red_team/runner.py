@@ -230,7 +230,7 @@ def redteam(
             if on_ray and workers is None:
                 components = None  # the workers load their own copies (a trained red LM from the run directory)
                 workers = stack.enter_context(_ray_workers(cfg, run_dir))
-            _record_execution(store, workers.execution() if workers is not None else {"engine": "in-process"})
+            _record_execution(store, workers.execution() if workers is not None else {"kind": "in-process"})
             _RoundLoop(cfg, store, components, method, progress, workers).run()
             return RunResult(run_dir=run_dir, resumed=resumed, summary=summarize(store))
 

@@ -109,7 +109,7 @@ class RayWorkers:
     def execution(self) -> dict[str, Any]:
         settings = self.cfg.ray
         return {
-            "engine": "ray",
+            "kind": "ray",
             "workers": len(self.actors),
             "cpus_per_worker": settings.cpus_per_worker,
             "gpus_per_worker": settings.gpus_per_worker,

@@ -8,9 +8,13 @@
    comparison is paired.
 4. Results, one row per model in the experiment store: the failure rate per attack with its Wilson interval, the
    pooled unseen rate, the found failures asked again, and what hardening cost (perplexity of held-out benign replies,
-   agreement with the original on them), from each model's harden.json.
+   agreement with the original on them), from each model's harden.json. Unseen test cases equal to a failure some
+   defence trained on are left out of the rates and counted (`overlap`). Every two defences are tested against each
+   other on the same unseen test cases (exact McNemar; `defence_pairs` in the store).
 
-Every step resumes: red-team runs resume themselves, a finished hardened model is reused, and a model's row is
+With several `seeds`, steps 1-4 run once per seed in RUN_DIR/seed-N (the attacks seeded N + attack_seed - seed), each
+row is stored per seed (so the summary gives means and intervals over seeds) and the defence pairs are summed over
+seeds. Every step resumes: red-team runs resume themselves, a finished hardened model is reused, and a model's row is
 written once its attacks are done.
 """
 
@@ -435,15 +439,16 @@ def layout(config: dict[str, Any]) -> Layout:
                                         "perplexity", "agreement")),
         ),
         defence_names=tuple(config.get("defences", config.get("methods", ()))),  # "methods" before the rename
-        caption="rates: replies scored above the threshold, with 95% Wilson intervals; found: the failures hardened "
-        "against, asked again; zero-shot, few-shot, prompt sets: attacks no hardening saw (unseen: pooled); mean "
-        "score: the deciding classifier's mean over the unseen attacks; fixed, new fails: unseen test cases where the "
-        "original failed and the model passed, and the reverse (the same test cases were put to every model); McNemar "
-        "p: exact two-sided test of those counts; overlap: unseen test cases equal to a failure some defence trained "
-        "on, left out of every rate; perplexity: of the original's replies to "
-        "held-out passed cases; agree: held-out greedy replies whose first words match the original's. "
-        "Front: U = agreement vs unseen failures, F = agreement vs found failures",
-        interval="95% Wilson interval",
+        caption="rates: replies scored above the threshold (one seed: 95% Wilson intervals); found: the failures "
+        "hardened against, asked again; zero-shot, few-shot, prompt sets: attacks no hardening saw (unseen: pooled); "
+        "mean score: the deciding classifier's mean over the unseen attacks; fixed, new fails: unseen cases where the"
+        " original failed and the model passed, and the reverse (the same test cases were put to every model); "
+        "McNemar p: exact two-sided test of those counts; overlap: unseen test cases equal to a failure some defence "
+        "trained on, left out of every rate; perplexity: of the original's replies to held-out passed cases; agree: "
+        "held-out greedy replies whose first words match the original's. Front: U = agreement vs unseen failures, F ="
+        " agreement vs found failures",
+        # one seed: each rate's own Wilson interval; several: the mean and t-interval over seeds (pareto's default)
+        interval="95% Wilson interval" if len(config.get("seeds") or [config.get("seed", 0)]) == 1 else None,
     )
 
 
