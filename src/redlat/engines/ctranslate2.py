@@ -55,10 +55,10 @@ def converted_dir(lm: LoadedLM, quantization: str, cache: Path | None = None) ->
     from redlat.paths import cache_dir
 
     ct2 = import_ctranslate2()
-    source = Path(lm.source)
-    if not source.is_dir():
-        raise ConfigError(f"--engine ctranslate2 converts a local model directory; {lm.source!r} is not one")
-    digest = hashlib.sha256(json.dumps(sorted(lm.weights.items())).encode()).hexdigest()[:16]
+    # A local directory, or a hub id (CTranslate2's converter loads it through transformers, from the hub's cache)
+    source = lm.source
+    digest = hashlib.sha256(json.dumps([source if not Path(source).is_dir() else "",
+                                        sorted(lm.weights.items())]).encode()).hexdigest()[:16]
     safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(lm.name).name)[:48]
     target = cache_dir(cache) / "ctranslate2" / f"{safe_name}-{digest}-{quantization}"
 
@@ -70,7 +70,10 @@ def converted_dir(lm: LoadedLM, quantization: str, cache: Path | None = None) ->
 
         def build(tmp: Path) -> None:
             converter = ct2.converters.TransformersConverter(str(source))
-            converter.convert(str(tmp), quantization=quantization, force=True)
+            try:
+                converter.convert(str(tmp), quantization=quantization, force=True)
+            except (OSError, ValueError, NotImplementedError) as exc:
+                raise ConfigError(f"CTranslate2 cannot convert {lm.name!r} ({source}): {exc}") from exc
             (tmp / DONE_MARKER).write_text(json.dumps({
                 "source": lm.source, "weights": lm.weights, "quantization": quantization,
                 "ctranslate2": ct2.__version__,
