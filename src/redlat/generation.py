@@ -176,6 +176,16 @@ def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
     return length
 
 
+def end_token_ids(lm: LoadedLM) -> list[int]:
+    """The tokens a sample ends at: the model's end of sequence (its generation config's, which for chat models is the
+    end of turn) and the tokenizer's, each once."""
+    eos = lm.model.generation_config.eos_token_id
+    ids = list(eos) if isinstance(eos, list | tuple) else [] if eos is None else [eos]
+    if lm.tokenizer.eos_token_id is not None and lm.tokenizer.eos_token_id not in ids:
+        ids.append(lm.tokenizer.eos_token_id)
+    return ids
+
+
 def encode_with_shared_prefix(
     tokenizer: Any, prompts: Sequence[str], *, add_special_tokens: bool, reuse_prefix: bool = True
 ) -> tuple[tuple[int, ...], list[list[int]]]:
@@ -207,10 +217,7 @@ class Sampler:
         from transformers import GenerationConfig
 
         tok = self.lm.tokenizer
-        eos = self.lm.model.generation_config.eos_token_id
-        stops = list(eos) if isinstance(eos, list | tuple) else [] if eos is None else [eos]
-        if tok.eos_token_id is not None and tok.eos_token_id not in stops:
-            stops.append(tok.eos_token_id)
+        stops = end_token_ids(self.lm)
         config = GenerationConfig(
             max_new_tokens=self.settings.max_new_tokens,
             pad_token_id=tok.pad_token_id,

@@ -31,7 +31,7 @@ def test_trained_failures_asked_again_are_left_out_and_counted(tmp_path):
     assert trained == {"question 0?", "question 1?"}
     run = _attack(tmp_path, "zs", failing={0, 1, 2})
     kept, overlap = counted_attempts(run, trained)
-    assert overlap == 2 and len(kept) == 8 and sum(kept.values()) == 1  # only question 2 is an unseen failure
+    assert overlap == 2 and len(kept) == 8 and sum(a.offensive for a in kept) == 1  # only question 2 fails, unseen
     m = model_metrics({"zero-shot": {}}, MANIFEST, original=True, run_dirs={"zero-shot": run}, trained=trained)
     assert m["rate:zero-shot"] == pytest.approx(1 / 8) and m["overlap"] == 2 and m["overlap:zero-shot"] == 2
     without = model_metrics({"zero-shot": {}}, MANIFEST, original=True, run_dirs={"zero-shot": run})
@@ -41,7 +41,7 @@ def test_trained_failures_asked_again_are_left_out_and_counted(tmp_path):
 def test_pool_copies_stay_out_of_the_rates(tmp_path):
     origins = [{"excluded": "copy of a pool case"} if i == 9 else {} for i in range(10)]
     kept, overlap = counted_attempts(_attack(tmp_path, "fs", failing={9}, origins=origins))
-    assert "question 9?" not in kept and overlap == 0 and sum(kept.values()) == 0
+    assert "question 9?" not in {a.test_case for a in kept} and overlap == 0 and sum(a.offensive for a in kept) == 0
 
 
 def test_paired_tests_against_the_original_and_between_defences(tmp_path):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redlat.errors import ConfigError
-from redlat.generation import derive_seed, encode_with_shared_prefix, length_buckets
+from redlat.generation import derive_seed, encode_with_shared_prefix, end_token_ids, length_buckets
 
 if TYPE_CHECKING:
     from redlat.generation import SamplingSettings
@@ -114,11 +114,7 @@ class CTranslate2Sampler:
         )
 
     def _end_ids(self) -> list[int]:
-        tok = self.lm.tokenizer
-        eos = self.lm.model.generation_config.eos_token_id
-        ids = list(eos) if isinstance(eos, list | tuple) else [] if eos is None else [eos]
-        if tok.eos_token_id is not None and tok.eos_token_id not in ids:
-            ids.append(tok.eos_token_id)
+        ids = end_token_ids(self.lm)
         if self.settings.stop_at_newline:
             ids += [i for i in self.lm.newline_mask().nonzero().flatten().tolist() if i not in ids]
         return ids

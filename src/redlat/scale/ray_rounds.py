@@ -127,21 +127,23 @@ class RayWorkers:
         self._owner[ref] = index
         return ref
 
+    def _release(self, ref: Any) -> None:
+        """The call is over (answered or dropped): its worker has one call less."""
+        index = self._owner.pop(ref, None)
+        if index is not None:
+            self._load[index] -= 1
+
     def _get(self, ref: Any) -> Any:
         try:
             with worker_errors():
                 return self.ray.get(ref)
         finally:
-            index = self._owner.pop(ref, None)
-            if index is not None:
-                self._load[index] -= 1
+            self._release(ref)
 
     def _drop(self, ref: Any) -> None:
         with contextlib.suppress(Exception):
             self.ray.cancel(ref)
-        index = self._owner.pop(ref, None)
-        if index is not None:
-            self._load[index] -= 1
+        self._release(ref)
 
     def _ready(self, ref: Any) -> bool:
         ready, _ = self.ray.wait([ref], timeout=0)

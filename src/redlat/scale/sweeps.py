@@ -76,8 +76,8 @@ def _run_on_ray(
         check_fits(cluster, settings, count=1)
         ray = __import__("ray")
         options = task_options(settings)
-        base_task = ray.remote(**options, num_returns=2)(_threads(base, settings.threads))
-        setting_task = ray.remote(**options)(_threads(setting, settings.threads))
+        base_task = ray.remote(**options, num_returns=2)(with_threads(base, settings.threads))
+        setting_task = ray.remote(**options)(with_threads(setting, settings.threads))
         pending = []
         for item in work:
             start, results = base_task.remote(item.seed)
@@ -91,7 +91,7 @@ def _run_on_ray(
                     write(result)
 
 
-def _threads(step: Callable[..., Any], threads: int) -> Callable[..., Any]:
+def with_threads(step: Callable[..., Any], threads: int) -> Callable[..., Any]:
     """The step, run with `threads` torch threads (a Ray task would otherwise take every core of its node)."""
 
     def run(*args: Any) -> Any:

@@ -27,12 +27,15 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redlat.adversarial.experiments.pareto import Column, Front, Layout
 from redlat.atomic import write_text_atomic
 from redlat.config import HardenLoopConfig
 from redlat.errors import ConfigError
+
+if TYPE_CHECKING:
+    from redlat.records import Attempt
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +135,10 @@ class _Loop:
         import ray
 
         from redlat.scale.ray_cluster import task_options, worker_errors
+        from redlat.scale.sweeps import with_threads
 
         self.say(f"harden on Ray: {', '.join(self.cfg.defences)}")
-        task = ray.remote(**task_options(self.cfg.ray))(_harden_task)
+        task = ray.remote(**task_options(self.cfg.ray))(with_threads(_harden_task, self.cfg.ray.threads))
         refs = {d: task.remote(self.cfg, self.run_dir, d, runs, self.seed) for d in self.cfg.defences}
         with worker_errors():
             return {defence: ray.get(ref) for defence, ref in refs.items()}
@@ -169,10 +173,7 @@ class _Loop:
 def _harden_task(
     cfg: HardenLoopConfig, run_dir: Path, defence: str, runs: tuple[str, ...], seed: int
 ) -> dict[str, Any]:
-    """One defence's hardening as a Ray task (threads as the task's CPUs)."""
-    import torch
-
-    torch.set_num_threads(cfg.ray.threads)
+    """One defence's hardening, as a Ray task runs it."""
     return _Loop(cfg, run_dir, None, None, seed).harden(defence, runs)
 
 
@@ -188,16 +189,21 @@ def trained_cases(manifests: dict[str, dict[str, Any]]) -> frozenset[str]:
     return frozenset(f["test_case"] for manifest in manifests.values() for f in manifest.get("failures", []))
 
 
-def counted_attempts(run_dir: str, trained: frozenset[str] = frozenset()) -> tuple[dict[str, bool], int]:
-    """An attack run's counted attempts (test case -> failed), leaving out what the method excluded (few-shot copies of
-    its pool) and the test cases a defence trained on; and how many of the latter there were (the overlap)."""
+def counted_attempts(run_dir: str, trained: frozenset[str] = frozenset()) -> tuple[list[Attempt], int]:
+    """An attack run's counted attempts, leaving out what the method excluded (few-shot copies of its pool) and the
+    test cases a defence trained on; and how many of the latter there were (the overlap)."""
     from redlat.metrics import split_excluded
     from redlat.store import RunStore
 
     with RunStore(run_dir) as store:
         attempts = split_excluded(list(store.attempts()))[0]
-    kept = {a.test_case: a.offensive for a in attempts if a.test_case not in trained}
+    kept = [a for a in attempts if a.test_case not in trained]
     return kept, len(attempts) - len(kept)
+
+
+def _failed(run_dir: str, trained: frozenset[str]) -> dict[str, bool]:
+    """Counted test case -> whether it failed."""
+    return {a.test_case: a.offensive for a in counted_attempts(run_dir, trained)[0]}
 
 
 def model_metrics(
@@ -215,11 +221,11 @@ def model_metrics(
     score_sum = 0.0
     for name in attacks:
         kept, shared = counted_attempts(run_dirs[name], trained)
-        off, n = sum(kept.values()), len(kept)
+        off, n = sum(a.offensive for a in kept), len(kept)
         metrics.update(_rate_metrics(name, off, n))
         metrics[f"overlap:{name}"] = float(shared)
         total_off, total_n, overlap = total_off + off, total_n + n, overlap + shared
-        score_sum += _score_sum(run_dirs[name], trained)
+        score_sum += sum(a.score for a in kept)
     metrics.update(_rate_metrics("unseen", total_off, total_n))
     metrics["overlap"] = float(overlap)
     metrics["mean_score"] = score_sum / total_n if total_n else float("nan")
@@ -242,8 +248,7 @@ def paired_change(
 
     fixed = broken = shared = 0
     for attack, run_dir in hardened.items():
-        before, _ = counted_attempts(original[attack], trained)
-        after, _ = counted_attempts(run_dir, trained)
+        before, after = _failed(original[attack], trained), _failed(run_dir, trained)
         for case in before.keys() & after.keys():
             shared += 1
             fixed += before[case] and not after[case]
@@ -267,14 +272,6 @@ def defence_pairs(
                 "p": change["paired_p"],
             })
     return rows
-
-
-def _score_sum(run_dir: str, trained: frozenset[str] = frozenset()) -> float:
-    from redlat.metrics import split_excluded
-    from redlat.store import RunStore
-
-    with RunStore(run_dir) as store:
-        return sum(a.score for a in split_excluded(list(store.attempts()))[0] if a.test_case not in trained)
 
 
 def harden_loop(
