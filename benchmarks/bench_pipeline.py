@@ -562,6 +562,10 @@ def run_benchmark(
     figure as a dict (JSON-able). `chat` decides how test cases reach the target, as in a run's config."""
     if settings.n < 1 or settings.naive_n < 0:
         raise ValueError("n must be at least 1 and naive_n at least 0")
+    from redlat.engines import check_engine
+
+    for spec in settings.engines:  # a missing engine library fails now, not after the transformers pipeline
+        check_engine(parse_engine(spec), str(lm.device))
     flops = flop_model(lm.model)
     log.info("measuring the %dx%d matmul roofline...", settings.matmul_size, settings.matmul_size)
     before = measure_matmul(lm.device, lm.dtype, size=settings.matmul_size, repeats=settings.matmul_repeats)

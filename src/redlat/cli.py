@@ -158,10 +158,14 @@ def redteam(
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | bfloat16 | float16 [auto]")] = None,
     engine: Annotated[
-        str | None, typer.Option(help="sampling engine of red LM and target: transformers | ctranslate2 [transformers]")
+        str | None,
+        typer.Option(help="engine sampling red LM and target: transformers | ctranslate2 | vllm (GPUs) [transformers]"),
     ] = None,
     engine_compute_type: Annotated[
         str | None, typer.Option(help="ctranslate2: float32 | int8 | int8_float32 | ... (int8 quantises) [float32]")
+    ] = None,
+    engine_gpu_memory: Annotated[
+        float | None, typer.Option(help="vllm: share of GPU memory for each engine (red LM, target) [0.4]")
     ] = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
@@ -220,6 +224,7 @@ def redteam(
         ("dtype", dtype),
         ("engine.name", engine),
         ("engine.compute_type", engine_compute_type),
+        ("engine.gpu_memory_utilization", engine_gpu_memory),
     ]:
         set_flag(overrides, dotted, value)
     set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)

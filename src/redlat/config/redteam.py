@@ -41,21 +41,26 @@ class TargetGeneration(_Frozen):
 
 
 class EngineSettings(_Frozen):
-    """What samples the red LM and the target (redlat.engines): transformers, or CTranslate2 (a converted copy of the
-    same model; float32, or quantised with compute_type int8, ...). Part of the run's identity: another engine draws
-    other tokens for the same seed."""
+    """What samples the red LM and the target (redlat.engines): transformers, CTranslate2 (a converted copy of the
+    same model; float32, or quantised with compute_type int8, ...) or vLLM (NVIDIA GPUs). Part of the run's identity:
+    another engine draws other tokens for the same seed."""
 
-    name: Literal["transformers", "ctranslate2"] = Field(
-        default="transformers", description="transformers | ctranslate2 (pip install 'redlat[ctranslate2]')"
+    name: Literal["transformers", "ctranslate2", "vllm"] = Field(
+        default="transformers",
+        description="transformers | ctranslate2 (pip install 'redlat[ctranslate2]') | vllm (GPUs; 'redlat[vllm]')",
     )
     compute_type: Literal[
         "float32", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "float16", "bfloat16"
     ] = Field(default="float32", description="ctranslate2: the weights' type (int8: quantised, another model)")
+    gpu_memory_utilization: float = Field(
+        default=0.4, gt=0.0, le=1.0,
+        description="vllm: the share of the GPU's memory each of its engines (red LM, target) may take",
+    )
 
     @model_validator(mode="after")
     def _compute_type_is_ctranslate2s(self) -> EngineSettings:
-        if self.name == "transformers" and self.compute_type != "float32":
-            raise ValueError("compute_type is a ctranslate2 setting; the transformers engine uses --dtype")
+        if self.name != "ctranslate2" and self.compute_type != "float32":
+            raise ValueError(f"compute_type is a ctranslate2 setting; the {self.name} engine uses --dtype")
         return self
 
 
@@ -119,6 +124,8 @@ class RedTeamConfig(Scalable):
         identity = super().identity()
         if self.engine == EngineSettings():
             identity.pop("engine", None)
+        else:
+            identity["engine"].pop("gpu_memory_utilization", None)  # where vLLM's engine fits, not what it draws
         return identity
     @field_validator("n")
     @classmethod

@@ -89,10 +89,12 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
     scorers. The target shares the red LM's weights when they are the same model, unless the method trains its red LM.
     """
     from redlat.chatbot import Chatbot
+    from redlat.engines import check_engine
     from redlat.models.causal_lm import load_causal_lm
     from redlat.scoring import load_scorer
 
     start = time.perf_counter()
+    check_engine(cfg.engine, cfg.device)  # a missing engine library fails before any weights are loaded
     if cfg.chatbot.prompt_file is not None:
         from redlat.chatbot import load_dialogue_prompt
 
