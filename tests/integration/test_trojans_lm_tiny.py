@@ -131,3 +131,26 @@ def test_splits_are_disjoint_and_a_short_file_or_a_bad_spec_fails_clearly(tiny_c
         LMDefenceSpec(kind="at")
     with pytest.raises(ValueError, match="start at 0"):
         LMDefenceSpec(kind="lat", layers=(-1,), eps=1)
+
+
+def test_casper_recipe_rows_run_with_their_own_attack_and_loss(tiny_chat_path, hh, tmp_path):
+    """casper2024 rows: the forget phase trains on whole dialogues against one spread-scaled L2 ball per sequence;
+    the stored eps is the absolute one given, and every logged perturbation stays inside it."""
+    import sqlite3
+
+    cfg = tiny_config(tiny_chat_path, hh, defences=[
+        {"kind": "none"}, {"kind": "none", "recipe": "casper2024"},
+        {"kind": "lat", "layers": [1], "eps": 2.0, "recipe": "casper2024"},
+    ])
+    run_trojans_lm(cfg, tmp_path / "run").close()
+    m = {}
+    for setting, _seed, metric, value in _results(tmp_path / "run"):
+        m.setdefault(setting, {})[metric] = value
+    assert {"none", "none-casper", "lat-1-2-casper"} <= set(m)
+    assert m["lat-1-2-casper"]["eps"] == 2.0 == m["lat-1-2-casper"]["eps:1"]
+    assert m["none-casper"]["loss_chosen"] != m["none"]["loss_chosen"]  # another training loss, another model
+    with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+        rows = db.execute("SELECT metrics FROM training_steps WHERE phase = 'lat-1-2-casper/seed-0'").fetchall()
+    logged = [json.loads(r[0]) for r in rows]
+    assert logged and all(0 < n <= 2.0 * (1 + 1e-5) for step in logged for n in step["norms"].values())
+    assert all(step["adv_loss"] > step["clean_loss"] for step in logged[:1])  # the attack raised the loss

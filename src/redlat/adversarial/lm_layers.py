@@ -5,21 +5,32 @@ token embeddings' output (AT), k >= 1 block k - 1's output (LAT; the published L
 for the last k this is the last block's output before the final norm, which Hugging Face's last entry includes).
 A string is any module name. Relative eps: a fraction of each layer's median per-token L2 norm on prompt tokens,
 because the residual stream grows by orders of magnitude from the embeddings to the middle layers.
+
+Two published recipes for the untargeted attack (RECIPES):
+- `sheshadri2024` (targeted LAT's setup, Sheshadri et al. 2024): an L2 ball per prompt token, the loss on the
+  completion, step 2.5 eps / steps, eps relative to the layer's median token norm by default;
+- `casper2024` (the published code of Casper et al. 2024): one L2 ball per sequence over every real token, in units
+  of each hidden dimension's spread (pgd's scaling="spread"), the loss on the whole dialogue (the defender's too),
+  step eps / steps, perturbed activations clipped to the clean ones' observed range; eps absolute, in those units
+  (their code uses 8 at layer 4 of Llama-2-7b).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from redlat.adversarial.hooks import find_module
 from redlat.adversarial.pgd import PGDSettings, typical_norm
-from redlat.adversarial.tasks import to_device
+from redlat.adversarial.tasks import LanguageModelTask, to_device
 from redlat.adversarial.trainers import Defence, hook_root
 from redlat.errors import ConfigError
+
+Recipe = Literal["sheshadri2024", "casper2024"]
+RECIPES: tuple[str, ...] = ("sheshadri2024", "casper2024")
 
 
 def block_list(model: nn.Module) -> str:
@@ -51,6 +62,17 @@ def layer_modules(model: nn.Module, layers: Sequence[int | str]) -> tuple[str, .
     return tuple(names)
 
 
+def lm_task(recipe: Recipe = "sheshadri2024") -> LanguageModelTask:
+    """What the recipe scores: the completion (sheshadri2024) or the whole dialogue (casper2024)."""
+    _check_recipe(recipe)
+    return LanguageModelTask(loss_on="dialogue" if recipe == "casper2024" else "completion")
+
+
+def _check_recipe(recipe: str) -> None:
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown LAT recipe {recipe!r}; the recipes are: {', '.join(RECIPES)}")
+
+
 def lm_defence(
     kind: str,
     layers: Sequence[int | str],
@@ -58,16 +80,25 @@ def lm_defence(
     model: nn.Module,
     sample: Mapping[str, Any],
     *,
+    recipe: Recipe = "sheshadri2024",
     relative_eps: bool = True,
     steps: int = 3,
     away_weight: float = 1.0,
     retain_weight: float = 1.0,
 ) -> Defence:
-    """The trainer's Defence: kind none | at | lat | targeted-lat, per-token L2 PGD at `layers` on prompt tokens.
-    A relative eps becomes absolute per layer on the sample batch (input_ids, attention_mask, prompt_mask)."""
+    """The trainer's Defence: kind none | at | lat | targeted-lat, PGD at `layers` as the recipe says (see the module;
+    train with lm_task(recipe)). For sheshadri2024 a relative eps becomes absolute per layer on the sample batch
+    (input_ids, attention_mask, prompt_mask); casper2024's eps is absolute, in units of the activations' spread."""
+    _check_recipe(recipe)
     if kind == "none":
         return Defence()
     modules = layer_modules(model, layers)
+    if recipe == "casper2024":
+        if kind == "targeted-lat":
+            raise ConfigError("the casper2024 recipe is untargeted (at, lat); targeted LAT follows sheshadri2024")
+        attack = PGDSettings(norm="l2", eps=eps, steps=steps, step_size=eps / max(steps, 1), per="example",
+                             scaling="spread", clip="observed")
+        return Defence(kind, modules, "output", attack)  # type: ignore[arg-type]
     layer_eps: tuple[tuple[str, float], ...] = ()
     if relative_eps:
         root = hook_root(model)

@@ -93,6 +93,12 @@ def _mean_over_tokens(logits: torch.Tensor, labels: torch.Tensor, per_token: obj
     return values.sum(dim=1) / real.sum(dim=1).clamp_min(1)
 
 
+def dialogue_labels(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Labels on every real token of the sequence (prompt and completion; padding ignored): the loss on the whole
+    dialogue, as plain language-model fine-tuning (and Casper et al.'s LAT code) computes it."""
+    return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, IGNORE)
+
+
 def untargeted_lm(batch: Mapping[str, torch.Tensor], labels_key: str = "labels") -> Objective:
     """Raise the loss of the labelled (true) completion tokens."""
 

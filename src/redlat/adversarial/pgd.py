@@ -10,6 +10,13 @@ Balls: L-inf (sign step, clamp), L2 (normalised step, rescale), L1 (a sparse sig
 coordinates, then the exact Euclidean projection onto the L1 ball of Duchi et al. 2008). The norm is taken per example
 (over everything but the batch dimension) or per token (over the last dimension).
 
+Two options follow the published LAT code of Casper et al. 2024: `scaling="spread"` puts the ball in units of each
+hidden dimension's spread (the attacker's delta is multiplied, per dimension, by that dimension's standard deviation
+over the batch's unmasked positions divided by the mean of those deviations, plus a tenth of the mean absolute
+activation; their code takes the deviation per position and dimension over the batch, which padded sequences of
+different lengths make ragged, so here it is per dimension), and `clip="observed"` keeps every perturbed activation
+inside the range [min, max] the clean activations span.
+
 The objective is a callable `objective(model) -> Outcome` that runs the forward pass and returns a per-example loss
 to *maximise* (and, optionally, which examples the attack has already won). `objectives.py` builds the usual ones:
 untargeted (raise the loss on the true output) and targeted (lower it on a target, optionally raise it on an output
@@ -31,6 +38,8 @@ from redlat.errors import ConfigError
 
 Norm = Literal["linf", "l2", "l1"]
 Per = Literal["example", "token"]
+Scaling = Literal["none", "spread"]
+Clip = Literal["none", "observed"]
 NORMS: tuple[str, ...] = ("linf", "l2", "l1")
 
 
@@ -49,6 +58,8 @@ class PGDSettings:
     bounds: tuple[float, float] | None = None  # keep the perturbed values within [lo, hi] (pixels)
     l1_quantile: float = 0.9  # L1 steps move the coordinates whose |gradient| is in the top (1 - this) share
     layer_eps: tuple[tuple[str, float], ...] = ()  # (module, eps) pairs that override eps for those modules
+    scaling: Scaling = "none"  # "spread": the ball in units of each hidden dimension's spread (see the module)
+    clip: Clip = "none"  # "observed": perturbed activations stay inside the clean activations' [min, max]
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
@@ -63,6 +74,11 @@ class PGDSettings:
             raise ConfigError("l1_quantile must be in [0, 1)")
         if self.bounds is not None and self.bounds[0] >= self.bounds[1]:
             raise ConfigError(f"bounds must be (low, high) with low < high, not {self.bounds}")
+        if self.scaling not in ("none", "spread") or self.clip not in ("none", "observed"):
+            raise ConfigError(f"scaling must be none or spread and clip none or observed, not {self.scaling!r}, "
+                              f"{self.clip!r}")
+        if self.clip == "observed" and self.bounds is not None:
+            raise ConfigError("give bounds or clip='observed', not both")
 
     def for_layer(self, name: str) -> PGDSettings:
         """The settings of one module: its own eps (and the default step size that follows from it) if it has one."""
@@ -99,7 +115,7 @@ class PGDResult:
     deltas: dict[str, torch.Tensor]  # detached, shaped like each module's activation
     clean: Outcome  # the objective without perturbation
     adversarial: Outcome | None  # at the returned deltas (computed when keep_best; else None)
-    norms: dict[str, torch.Tensor]  # per group (example or token) norm of each returned delta
+    norms: dict[str, torch.Tensor]  # per group (example or token) norm of each delta, in the ball's units
 
 
 def pgd(
@@ -130,29 +146,33 @@ def pgd(
         missing = [name for name in layers if name not in acts]
         if missing:
             raise ConfigError(f"the forward pass never reached {', '.join(map(repr, missing))}")
-        own = {name: settings.for_layer(name) for name in layers}
-        deltas = {name: _start(acts[name], own[name], mask, generator) for name in layers}
+        frames = {name: _Frame.of(acts[name], settings.for_layer(name), mask) for name in layers}
+        deltas = {name: _start(frame, mask, generator) for name, frame in frames.items()}
         best = _Best(deltas, clean) if settings.keep_best else None
+
+        def applied(ds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {name: frames[name].applied(d) for name, d in ds.items()}
+
         for _ in range(settings.steps):
             for d in deltas.values():
                 d.requires_grad_(True)
-            with torch.enable_grad(), perturbed(model, deltas, mask=mask, where=where):
+            with torch.enable_grad(), perturbed(model, applied(deltas), mask=mask, where=where):
                 out = objective(model)
                 grads = torch.autograd.grad(out.loss.sum(), list(deltas.values()), allow_unused=True)
             if best is not None:
                 best.offer(deltas, out.detached())
             with torch.no_grad():
                 deltas = {
-                    name: _constrain(d.detach() + _ascent(g, own[name], d), acts[name], own[name], mask)
+                    name: _constrain(d.detach() + _ascent(g, frames[name].settings, d), frames[name], mask)
                     for (name, d), g in zip(deltas.items(), grads, strict=True)
                 }
         adversarial = None
         if best is not None:
-            with torch.no_grad(), perturbed(model, deltas, mask=mask, where=where):
+            with torch.no_grad(), perturbed(model, applied(deltas), mask=mask, where=where):
                 best.offer(deltas, objective(model).detached())
             deltas, adversarial = best.deltas, best.outcome
-        deltas = {name: d.detach() for name, d in deltas.items()}
-        norms = {name: group_norms(d, settings.norm, settings.per) for name, d in deltas.items()}
+        norms = {name: group_norms(d.detach(), settings.norm, settings.per) for name, d in deltas.items()}
+        deltas = {name: d.detach() for name, d in applied(deltas).items()}
         return PGDResult(deltas=deltas, clean=clean, adversarial=adversarial, norms=norms)
     finally:
         for p, flag in flags:
@@ -254,28 +274,69 @@ def _project_l1(rows: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.where(inside, rows, shrunk)
 
 
-def _constrain(d: torch.Tensor, value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None) -> torch.Tensor:
+@dataclass(frozen=True)
+class _Frame:
+    """One perturbed module: its clean activation, its settings, the per-dimension scale that maps the ball's units to
+    the activation's (None: the same units) and the bounds perturbed values must stay within (None: unbounded)."""
+
+    value: torch.Tensor
+    settings: PGDSettings
+    scale: torch.Tensor | None
+    bounds: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None) -> _Frame:
+        rows = _unmasked_rows(value, mask) if s.scaling == "spread" or s.clip == "observed" else None
+        scale = None
+        if s.scaling == "spread" and rows is not None:
+            std = rows.float().std(dim=0)
+            scale = (std / std.mean().clamp_min(1e-12) + rows.float().abs().mean() / 10).to(value.dtype)
+        bounds = s.bounds
+        if s.clip == "observed" and rows is not None:
+            bounds = (float(rows.min()), float(rows.max()))
+        return cls(value, s, scale, bounds)
+
+    def applied(self, d: torch.Tensor) -> torch.Tensor:
+        """What is added to the activation for a delta in the ball's units."""
+        return d if self.scale is None else d * self.scale
+
+
+def _unmasked_rows(value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The activation's vectors (last dimension) at the positions that may be perturbed: (positions, hidden)."""
+    if mask is not None and value.dim() >= 3 and tuple(mask.shape) == tuple(value.shape[:2]):
+        return value[mask.to(value.device).bool()].reshape(-1, value.shape[-1])
+    return value.reshape(-1, value.shape[-1])
+
+
+def _masked(d: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return d
+    m = mask.to(dtype=d.dtype, device=d.device)
+    while m.dim() < d.dim():
+        m = m.unsqueeze(-1)
+    return d * m
+
+
+def _constrain(d: torch.Tensor, frame: _Frame, mask: torch.Tensor | None) -> torch.Tensor:
     """Masked positions to zero, into the ball, then inside the value bounds (which can only shrink the norm)."""
-    if mask is not None:
-        m = mask.to(dtype=d.dtype, device=d.device)
-        while m.dim() < d.dim():
-            m = m.unsqueeze(-1)
-        d = d * m
-    d = project(d, s.norm, s.eps, s.per)
-    if s.bounds is not None:
-        lo, hi = s.bounds
-        d = (value + d).clamp(lo, hi) - value
+    s = frame.settings
+    d = project(_masked(d, mask), s.norm, s.eps, s.per)
+    if frame.bounds is not None:
+        lo, hi = frame.bounds
+        moved = (frame.value + frame.applied(d)).clamp(lo, hi) - frame.value
+        d = _masked(moved if frame.scale is None else moved / frame.scale, mask)
     return d
 
 
-def _start(value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None, gen: torch.Generator | None) -> torch.Tensor:
+def _start(frame: _Frame, mask: torch.Tensor | None, gen: torch.Generator | None) -> torch.Tensor:
     """Zero, or a random point of the ball (uniform in L-inf; a random direction at a uniform radius in L2 and L1)."""
+    value, s = frame.value, frame.settings
     if not s.random_start or s.eps == 0:
         return torch.zeros_like(value)
     noise = torch.empty_like(value)
     if s.norm == "linf":
         noise.uniform_(-s.eps, s.eps, generator=gen)
-        return _constrain(noise, value, s, mask)
+        return _constrain(noise, frame, mask)
     if s.norm == "l2":
         noise.normal_(generator=gen)
     else:
@@ -285,7 +346,7 @@ def _start(value: torch.Tensor, s: PGDSettings, mask: torch.Tensor | None, gen: 
     rows = _groups(noise, s.per)
     length = group_norms(noise, s.norm, s.per).reshape(-1, 1).clamp_min(1e-12)
     radius = torch.rand(rows.shape[0], 1, generator=gen, device=value.device, dtype=value.dtype) * s.eps
-    return _constrain((rows / length * radius).reshape(value.shape), value, s, mask)
+    return _constrain((rows / length * radius).reshape(value.shape), frame, mask)
 
 
 def typical_norm(

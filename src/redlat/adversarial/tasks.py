@@ -4,19 +4,24 @@ A batch is a mapping of tensors. `ClassificationTask`: `x`, `y` (and `target`, t
 toward). `LanguageModelTask`: `input_ids`, `attention_mask`, `labels` (-100 where no loss); for targeted LAT the batch
 holds two such mappings, `safe` and `harmful` (prompt + completion, the prompt at the same positions in both,
 `prompt_mask` marking its tokens), and optionally `retain` (benign data trained on without perturbation).
+
+`LanguageModelTask(loss_on=...)` names what the untargeted attacker and the defender score: the completion's tokens
+(targeted LAT's setup, Sheshadri et al. 2024; the attacker perturbs the prompt's tokens) or every token of the
+dialogue (Casper et al. 2024's LAT code, which fine-tunes on whole sequences; the attacker perturbs every real token).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 
 from redlat.adversarial.objectives import (
     classification_loss,
+    dialogue_labels,
     logits_of,
     targeted_classification,
     targeted_lm,
@@ -93,8 +98,18 @@ class ClassificationTask:
 
 @dataclass(frozen=True)
 class LanguageModelTask:
+    loss_on: Literal["completion", "dialogue"] = "completion"
+
+    def __post_init__(self) -> None:
+        if self.loss_on not in ("completion", "dialogue"):
+            raise ConfigError(f"loss_on must be 'completion' or 'dialogue', not {self.loss_on!r}")
+
+    def _scored(self, part: Batch) -> Batch:
+        """The mapping with the labels this task scores."""
+        return {**part, "labels": dialogue_labels(part)} if self.loss_on == "dialogue" else part
+
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        safe = batch.get("safe", batch)
+        safe = self._scored(batch.get("safe", batch))
         return token_losses(model, safe, safe["labels"])
 
     def away_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
@@ -106,12 +121,16 @@ class LanguageModelTask:
         return None if retain is None else token_losses(model, retain, retain["labels"])
 
     def untargeted(self, batch: Batch) -> Objective:
-        return untargeted_lm(batch.get("safe", batch))
+        return untargeted_lm(self._scored(batch.get("safe", batch)))
 
     def targeted(self, batch: Batch) -> Objective:
+        if self.loss_on == "dialogue":
+            raise ConfigError("targeted LAT scores completions (toward one, away from another), not whole dialogues")
         return targeted_lm(toward=_need(batch, "harmful", "targeted LAT"), away=_need(batch, "safe", "targeted LAT"))
 
     def mask(self, batch: Batch, *, targeted: bool) -> torch.Tensor | None:
+        if self.loss_on == "dialogue" and not targeted:
+            return batch.get("safe", batch)["attention_mask"]  # every real token, prompt and completion
         if "prompt_mask" in batch:
             return batch["prompt_mask"]
         if targeted:

@@ -156,16 +156,24 @@ class LMDefenceSpec(_Frozen):
     layers: tuple[int | str, ...] = Field(default=(), description="lat, targeted-lat: where to perturb")
     eps: float = Field(default=0.0, ge=0.0, description="per-token L2 radius (relative to the layer's norm)")
     relative_eps: bool = Field(default=True, description="eps is a fraction of the layer's median per-token norm")
+    recipe: Literal["sheshadri2024", "casper2024"] = Field(
+        default="sheshadri2024",
+        description="sheshadri2024: per-token L2 on the prompt, loss on the reply; casper2024: Casper et al.'s code "
+        "(one L2 ball per sequence in units of the activations' spread, loss on the whole dialogue, clipped to the "
+        "observed range; eps absolute)",
+    )
 
     @property
     def name(self) -> str:
+        casper = self.recipe == "casper2024"
+        suffix = "-casper" if casper else ""
         if self.kind == "none":
-            return "none"
-        eps = f"{self.eps:g}{'x' if self.relative_eps else ''}"
+            return f"none{suffix}"
+        eps = f"{self.eps:g}{'x' if self.relative_eps and not casper else ''}"
         if self.kind == "at":
-            return f"at-{eps}"
+            return f"at-{eps}{suffix}"
         prefix = "lat" if self.kind == "lat" else "tlat"
-        return f"{prefix}-{'+'.join(str(layer) for layer in self.layers)}-{eps}"
+        return f"{prefix}-{'+'.join(str(layer) for layer in self.layers)}-{eps}{suffix}"
 
     @property
     def where(self) -> tuple[int | str, ...]:
@@ -181,6 +189,13 @@ class LMDefenceSpec(_Frozen):
             raise ValueError("layers are for lat and targeted-lat defences (at perturbs the embeddings)")
         if any(isinstance(layer, int) and layer < 0 for layer in self.layers):
             raise ValueError("layer indices start at 0 (the embeddings)")
+        if self.recipe == "casper2024":
+            if self.kind == "targeted-lat":
+                raise ValueError("the casper2024 recipe is untargeted (none, at, lat); targeted-lat follows "
+                                 "sheshadri2024")
+            if "relative_eps" in self.model_fields_set and self.relative_eps:
+                raise ValueError("casper2024's eps is absolute (in units of the activations' spread, as in its code): "
+                                 "leave relative_eps out")
         return self
 
 
@@ -253,6 +268,14 @@ class TrojansLMConfig(Scalable):
         if self.eval_generate > self.eval_dialogues:
             raise ValueError("eval_generate cannot exceed eval_dialogues")
         return self
+
+    def identity(self) -> dict[str, Any]:
+        """A defence on the default recipe is stored without it, so sweeps stored before recipes keep their identity."""
+        identity = super().identity()
+        for defence in identity["defences"]:
+            if defence.get("recipe") == "sheshadri2024":
+                del defence["recipe"]
+        return identity
 
     @property
     def dialogues_needed(self) -> int:

@@ -40,7 +40,7 @@ from torch import nn
 from redlat.adversarial.experiments.pareto import Column, Front, Layout
 from redlat.adversarial.experiments.runs import open_experiment_store
 from redlat.adversarial.lm_batches import completion_batch, pair_batch
-from redlat.adversarial.lm_layers import layer_modules, lm_defence
+from redlat.adversarial.lm_layers import layer_modules, lm_defence, lm_task
 from redlat.adversarial.lm_trojans import (
     LMTrojan,
     agreement,
@@ -151,8 +151,8 @@ def make_defence(
 ) -> Defence:
     """The trainer's Defence for a spec, with relative eps made absolute per layer on the sample batch."""
     return lm_defence(
-        spec.kind, spec.where, spec.eps, model, sample, relative_eps=spec.relative_eps, steps=cfg.attack_steps,
-        away_weight=cfg.away_weight, retain_weight=cfg.retain_weight,
+        spec.kind, spec.where, spec.eps, model, sample, recipe=spec.recipe, relative_eps=spec.relative_eps,
+        steps=cfg.attack_steps, away_weight=cfg.away_weight, retain_weight=cfg.retain_weight,
     )
 
 
@@ -289,7 +289,7 @@ class _Sweep:
             checkpoint_every=CHECKPOINT_EVERY,
         )
         trainer = AdversarialTrainer(
-            model, LanguageModelTask(), defence, settings, device=self.device,
+            model, lm_task(spec.recipe), defence, settings, device=self.device,
             checkpoint_dir=self.checkpoints(seed, spec.name), on_step=self._on_step(spec.name, len(batches)),
         )
         logs = trainer.fit(batches)
