@@ -82,6 +82,49 @@ def trojans_vision(
     _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
 
 
+@experiment_app.command("transfer")
+def transfer(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a small sweep (2 seeds, 6 attacks, fewer steps): about a minute")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
+    dataset: Annotated[str | None, typer.Option(help="digits | cifar10 | imagefolder [digits]")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")] = None,
+    model: Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    ray: RayFlag = None,
+    ray_address: RayAddressFlag = None,
+    ray_cpus_per_worker: RayCpusFlag = None,
+    ray_gpus_per_worker: RayGpusFlag = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
+    ] = True,
+) -> None:
+    """Fine-tune an image classifier with AT under each norm (L-inf, L2, L1) and LAT at each block, and measure each
+    against every norm's PGD and every held-out attack: the transfer matrix (table, heatmap, JSON)."""
+    from redlat.config import QUICK_TRANSFER, TransferConfig, build_config
+
+    overrides: dict[str, Any] = {}
+    try:
+        set_flag(overrides, "seeds", _seeds(seeds))
+        for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
+            set_flag(overrides, key, value)
+        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
+        cfg = build_config(TransferConfig, config, overrides, preset=QUICK_TRANSFER if quick else None)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    from redlat.adversarial.experiments.trojans_vision import TRANSFER, default_run_dir
+    from redlat.adversarial.experiments.trojans_vision import transfer as run
+
+    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg, experiment=TRANSFER), as_json=as_json,
+         progress=progress)
+
+
 @experiment_app.command("trojans-lm")
 def trojans_lm(
     quick: Annotated[

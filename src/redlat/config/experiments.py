@@ -138,6 +138,48 @@ QUICK_TROJANS_VISION: dict[str, Any] = {
 }
 
 
+TRANSFER_ATTACKS = (
+    "pgd-linf:0.05", "pgd-linf:0.1", "pgd-l2:0.5", "pgd-l2:1", "pgd-l1:1", "pgd-l1:2",
+    "noise:0.2", "rotate:15", "translate:0.5", "blur:1",
+)
+
+
+def _transfer_grid() -> tuple[DefenceSpec, ...]:
+    return (
+        DefenceSpec(),
+        DefenceSpec(kind="at", norm="linf", eps=0.1),
+        DefenceSpec(kind="at", norm="l2", eps=1.0),
+        DefenceSpec(kind="at", norm="l1", eps=2.0),
+        *(DefenceSpec(kind="lat", layers=(block,), eps=0.25) for block in ("block1", "block2", "block3")),
+    )
+
+
+class TransferConfig(TrojansVisionConfig):
+    """`redlat experiment transfer` (Kang et al. 2019's question): train a classifier, fine-tune it with AT under each
+    norm and LAT at each block, and measure each against every norm's PGD and every held-out attack: the transfer
+    matrix. The trojans-vision pipeline with no trojans by default (a `base` model, not a poisoned one)."""
+
+    seeds: tuple[int, ...] = Field(default=(0, 1, 2), description="one base model and one sweep per seed")
+    trojans: tuple[TrojanSpec, ...] = Field(default=(), description="trojans planted by poisoning (none by default)")
+    defences: tuple[DefenceSpec, ...] = Field(default_factory=_transfer_grid, description="the rows of the matrix")
+    eval_attacks: tuple[str, ...] = Field(
+        default=TRANSFER_ATTACKS, description="the columns of the matrix: robust accuracy under each (FAMILY:SIZE)"
+    )
+    held_out: tuple[str, ...] = Field(
+        default=("noise", "rotate", "translate", "blur"),
+        description="attack families no defence trains on: their mean accuracy is the held-out robustness",
+    )
+
+
+QUICK_TRANSFER: dict[str, Any] = {
+    "seeds": [0, 1],
+    "base_epochs": 15,
+    "attack_steps": 5,
+    "eval_pgd_steps": 10,
+    "eval_attacks": ["pgd-linf:0.1", "pgd-l2:1", "pgd-l1:2", "noise:0.2", "rotate:15", "blur:1"],
+}
+
+
 class LMTrojanSpec(_Frozen):
     """A trojan to plant in a chat model: the trigger (appended to the user's last turn) and the reply it forces."""
 

@@ -41,7 +41,7 @@ def collect_report(
         RunStore(run_dir).close()
     experiments, expanded = [], []
     for run_dir in run_dirs:
-        block = _harden_loop_block(Path(run_dir))
+        block = _experiment_block(Path(run_dir))
         if block is None:
             expanded.append(Path(run_dir))
         else:
@@ -123,36 +123,61 @@ def display_name(run_dir: Path) -> str:
     return run_dir.name
 
 
-def _harden_loop_block(run_dir: Path) -> dict[str, Any] | None:
-    """A harden-loop's table, figures and attack runs (grouped by attack, the original first); None for any other
-    run directory. An unfinished loop is refused: its table would be partial."""
+EXPERIMENT_HEADINGS = {
+    "harden-loop": "Hardening, before and after",
+    "trojans-vision": "Trojans and defences (images)",
+    "trojans-lm": "Trojans and defences (chat model)",
+    "transfer": "Transfer between perturbation types",
+}
+
+
+def _experiment_block(run_dir: Path) -> dict[str, Any] | None:
+    """An experiment's table, figures (its Pareto fronts; the transfer matrix of an image experiment) and, for a
+    harden-loop, its attack runs (grouped by attack, the original first); None for a red-team run directory. An
+    unfinished experiment is refused: its table would be partial."""
     with RunStore(run_dir) as store:
-        if not store.has_run() or store.run_info().command != "experiment harden-loop":
+        if not store.has_run() or not store.run_info().command.startswith("experiment "):
             return None
+        command = store.run_info().command
         if store.run_info().status != "complete":
-            raise ConfigError(f"{run_dir}: the harden-loop has not finished; rerun it to resume, then report")
+            raise ConfigError(f"{run_dir}: the {command.removeprefix('experiment ')} experiment has not finished; "
+                              "rerun it to resume, then report")
         from redlat.adversarial.experiments.pareto import caption, summarize_experiment, table_rows
 
         summary = summarize_experiment(store)
         attacks = store.get_meta("attacks") or []
     header, rows = table_rows(summary)
-    models = [s["setting"] for s in summary["settings"]]
-    seeds = summary["config"].get("seeds") or [summary["config"].get("seed", 0)]
-    # a loop of several seeds keeps each seed's runs in seed-N/: the page shows the first seed's attack runs
-    base = run_dir if len(seeds) == 1 else run_dir / f"seed-{seeds[0]}"
-    attack_runs = [str(base / "attacks" / m / a) for a in attacks for m in models
-                   if (base / "attacks" / m / a / DB_NAME).exists()]
+    attack_runs: list[str] = []
+    if command == "experiment harden-loop":
+        models = [s["setting"] for s in summary["settings"]]
+        seeds = summary["config"].get("seeds") or [summary["config"].get("seed", 0)]
+        # a loop of several seeds keeps each seed's runs in seed-N/: the page shows the first seed's attack runs
+        base = run_dir if len(seeds) == 1 else run_dir / f"seed-{seeds[0]}"
+        attack_runs = [str(base / "attacks" / m / a) for a in attacks for m in models
+                       if (base / "attacks" / m / a / DB_NAME).exists()]
     import base64
 
     from redlat.adversarial.experiments.pareto import layout_of
 
-    figures_out = {}  # front title -> the figure the loop wrote, inlined
-    for front in layout_of(summary).fronts:
-        png = run_dir / f"pareto_{front.key}.png"
-        if png.is_file():
-            figures_out[front.title] = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
-    return {"name": run_dir.name, "run_dir": str(run_dir), "header": header, "rows": rows,
-            "caption": caption(summary), "figures": figures_out, "attack_runs": attack_runs}
+    def inline(png: Path) -> str | None:
+        return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii") if png.is_file() else None
+
+    lay = layout_of(summary)
+    bars = lay.interval or "the 95% interval over seeds"
+    figures_out = {}  # figure title -> (the figure the experiment wrote, inlined; its caption)
+    for front in lay.fronts:
+        uri = inline(run_dir / f"pareto_{front.key}.png")
+        if uri is not None:
+            figures_out[front.title] = (uri, f"one point per setting, bars: {bars}; dashed: the Pareto front")
+    uri = inline(run_dir / "transfer_matrix.png")
+    if uri is not None and summary.get("transfer"):
+        against = summary["transfer"].get("change_against")
+        figures_out["Transfer matrix"] = (
+            uri, "robust accuracy (%) of each setting (rows) under each attack (columns; * marks held-out "
+            "families)" + (f", coloured by its change against `{against}`" if against else ""))
+    return {"name": run_dir.name, "run_dir": str(run_dir), "experiment": summary["experiment"],
+            "heading": EXPERIMENT_HEADINGS.get(summary["experiment"], summary["experiment"]), "header": header,
+            "rows": rows, "caption": caption(summary), "figures": figures_out, "attack_runs": attack_runs}
 
 
 def _provenance_brief(prov: dict[str, Any]) -> dict[str, Any]:

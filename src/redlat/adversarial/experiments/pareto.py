@@ -62,36 +62,127 @@ def layout_for(command: str, config: dict[str, Any]) -> Layout:
         from redlat.adversarial.experiments.harden_loop import layout as loop_layout
 
         return loop_layout(config)
-    return _vision_layout(config)
+    return _vision_layout(config, transfer=command == "experiment transfer")
 
 
-def _vision_layout(config: dict[str, Any]) -> Layout:
+def _vision_layout(config: dict[str, Any], *, transfer: bool = False) -> Layout:
+    """trojans-vision's layout; `transfer`'s shows every attack's robust accuracy (the transfer matrix) instead."""
     from redlat.config import DefenceSpec
 
     trojans = [t["name"] for t in config.get("trojans", [])]
     held_out = list(config.get("held_out", []))
+    trojan_front = Front("clean_vs_trojan_success", "mean_asr", False,
+                         "mean trojan attack success rate (lower is better)", "Clean accuracy vs trojan success", "T")
+    robust_front = Front("clean_vs_heldout_robustness", "heldout_acc", True, "held-out robust accuracy (higher is "
+                         "better)", "Clean accuracy vs robustness to held-out attacks", "R")
+    fronts = (trojan_front, robust_front) if trojans or not transfer else (robust_front,)
+    attacks = [Column(name, f"robust:{name}") for name in attack_names(config)] if transfer else []
+    marks = "T = clean vs trojan success, R = clean vs held-out robustness" if len(fronts) == 2 else \
+        "R = clean vs held-out robustness"
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if transfer:  # one table per kind of attack: a row of every attack's interval would not fit a terminal
+        trained = tuple(c.metric for c in attacks if c.header.split(":")[0] not in held_out)
+        unseen = tuple(c.metric for c in attacks if c.header.split(":")[0] in held_out)
+        panels = (("clean and the norms' PGD", ("clean_acc", *(f"asr:{t}" for t in trojans), *trained)),
+                  ("held-out attacks", (*unseen, "heldout_acc")))
     return Layout(
-        experiment="trojans-vision",
+        experiment="transfer" if transfer else "trojans-vision",
         x="clean_acc",
         x_label="clean accuracy",
-        references=(("poisoned", "poisoned (no fine-tuning)"),),
-        fronts=(
-            Front("clean_vs_trojan_success", "mean_asr", False,
-                  "mean trojan attack success rate (lower is better)", "Clean accuracy vs trojan success", "T"),
-            Front("clean_vs_heldout_robustness", "heldout_acc", True,
-                  "held-out robust accuracy (higher is better)", "Clean accuracy vs robustness to held-out attacks",
-                  "R"),
-        ),
+        references=(("base", "base model (no fine-tuning)"),) if transfer else
+        (("poisoned", "poisoned (no fine-tuning)"),),
+        fronts=fronts,
         columns=(
             Column("clean acc", "clean_acc"),
             *(Column(f"ASR {t}", f"asr:{t}") for t in trojans),
+            *attacks,
             Column("held-out acc", "heldout_acc"),
         ),
         unbounded=("train_seconds", "eps"),
         defence_names=tuple(DefenceSpec.model_validate(d).name for d in config.get("defences", [])),
-        caption="front: T = clean vs trojan success, R = clean vs held-out robustness "
-        f"(held out: {', '.join(held_out)})",
+        caption=f"front: {marks} (held out: {', '.join(held_out)})",
+        title="Transfer between perturbation types: robust accuracy under each attack" if transfer else
+        "Trojans and defences",
+        panels=panels,
     )
+
+
+def attack_names(config: dict[str, Any]) -> list[str]:
+    """The evaluation attacks of an image experiment, as its metrics name them (robust:NAME)."""
+    from redlat.adversarial.attack_specs import AttackSpec
+
+    return [AttackSpec.parse(text).name for text in config.get("eval_attacks", [])]
+
+
+def transfer_matrix(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Each setting's mean robust accuracy under each evaluation attack (rows: the model before any defence, then the
+    defences; columns: the attacks, held-out families marked) and, where a `none` defence ran, each cell's change
+    against it. None for an experiment without evaluation attacks."""
+    config = summary["config"]
+    attacks = attack_names(config)
+    settings = [s for s in summary["settings"] if any(f"robust:{a}" in s["metrics"] for a in attacks)]
+    if not attacks or not settings:
+        return None
+    held_out = set(config.get("held_out", []))
+
+    def mean(s: dict[str, Any], attack: str) -> float:
+        stat = s["metrics"].get(f"robust:{attack}")
+        return stat["mean"] if stat is not None else math.nan
+
+    accuracy = [[mean(s, a) for a in attacks] for s in settings]
+    plain = next((row for s, row in zip(settings, accuracy, strict=True) if s["setting"] == "none"), None)
+    return {
+        "rows": [s["setting"] for s in settings],
+        "columns": attacks,
+        "held_out": [a.split(":")[0] in held_out for a in attacks],
+        "accuracy": accuracy,
+        "change_against": "none" if plain is not None else None,
+        "change": [[v - p for v, p in zip(row, plain, strict=True)] for row in accuracy] if plain is not None else None,
+    }
+
+
+def plot_transfer(summary: dict[str, Any], out_dir: Path) -> Path | None:
+    """The transfer matrix as a heatmap (transfer_matrix.png): each cell's robust accuracy in percent, coloured by
+    its change against plain fine-tuning (`none`) where that ran, else by the accuracy itself."""
+    matrix = transfer_matrix(summary)
+    if matrix is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    accuracy = 100 * np.array(matrix["accuracy"], dtype=float)
+    rows, columns = matrix["rows"], matrix["columns"]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(columns), 1.2 + 0.42 * len(rows)), dpi=150)
+    if matrix["change"] is not None:
+        colour = 100 * np.array(matrix["change"], dtype=float)
+        limit = max(float(np.nanmax(np.abs(colour))), 1.0)
+        image = ax.imshow(colour, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        label = "change in robust accuracy against none (points)"
+    else:
+        image = ax.imshow(accuracy, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+        label = "robust accuracy (%)"
+    shade = np.abs(colour) / limit if matrix["change"] is not None else np.abs(accuracy - 50) / 50
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if not math.isnan(accuracy[i, j]):
+                ink = "white" if shade[i, j] > 0.6 else "black"  # readable on the darkest cells
+                ax.text(j, i, f"{accuracy[i, j]:.0f}", ha="center", va="center", fontsize=6, color=ink)
+    ax.set_xticks(range(len(columns)), [f"{c}*" if h else c for c, h in zip(columns, matrix["held_out"],
+                                                                            strict=True)],
+                  rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    seeds = max((len(s["seeds"]) for s in summary["settings"]), default=0)
+    ax.set_title(f"Robust accuracy (%) under each attack, mean over {seeds} seed{'s' if seeds != 1 else ''}"
+                 " (* held out)", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02).set_label(label, fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "transfer_matrix.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def interval(values: list[float], bounds: tuple[float, float] | None = None) -> dict[str, float]:
@@ -168,7 +259,7 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
             n: (m[lay.x]["mean"], m[front.y]["mean"]) for n, m in defended.items() if lay.x in m and front.y in m
         }
         fronts[front.key] = pareto_front(points, higher_y_is_better=front.higher_y_is_better)
-    return {
+    summary = {
         "experiment": lay.experiment,
         "run_dir": str(store.run_dir),
         "status": info.status,
@@ -180,6 +271,9 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
         # settings tested against each other, where the experiment stores such tests (harden-loop)
         "pairs": store.get_meta("defence_pairs") or [],
     }
+    if lay.experiment in ("trojans-vision", "transfer"):
+        summary["transfer"] = transfer_matrix(summary)
+    return summary
 
 
 def layout_of(summary: dict[str, Any]) -> Layout:

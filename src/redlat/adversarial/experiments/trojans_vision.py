@@ -1,4 +1,6 @@
-"""`redlat experiment trojans-vision`: plant trojans, fine-tune them away (or not) with each defence, measure.
+"""`redlat experiment trojans-vision` and `transfer`: plant trojans, fine-tune them away (or not) with each defence,
+measure. `transfer` is the same sweep with no trojans by default, AT under each norm and LAT at each block, read as
+the transfer matrix (each defence's robust accuracy under each attack).
 
 Per seed: train a classifier on data poisoned with every trojan (kept in RUN_DIR/base_models/, so a resumed run does
 not retrain it); measure it; then, for each defence, copy it and fine-tune one epoch on clean data (the defender
@@ -15,6 +17,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,19 @@ from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
 
-COMMAND = "experiment trojans-vision"
-BASE = "poisoned"  # the setting name of the poisoned model before any defence
+
+
+@dataclass(frozen=True)
+class VisionExperiment:
+    """Which of the two image experiments a sweep is: its command (the store's) and its model before any defence."""
+
+    command: str
+    base: str  # the setting name of the model before any defence
+    base_label: str
+
+
+TROJANS_VISION = VisionExperiment("experiment trojans-vision", "poisoned", "poisoned, before fine-tuning")
+TRANSFER = VisionExperiment("experiment transfer", "base", "trained, before fine-tuning")
 Progress = Callable[[str], None]  # receives one line per finished (setting, seed)
 BarFactory = Callable[[int, int], Any]  # (total, already done) -> a tqdm-like bar with update() and close()
 
@@ -58,9 +72,11 @@ def _batches(x: torch.Tensor, y: torch.Tensor, size: int, seed: int, epochs: int
     return out
 
 
-def open_store(run_dir: Path, cfg: TrojansVisionConfig, provenance: dict[str, Any]) -> RunStore:
+def open_store(
+    run_dir: Path, cfg: TrojansVisionConfig, provenance: dict[str, Any], experiment: VisionExperiment = TROJANS_VISION
+) -> RunStore:
     """A new experiment store, or the existing one of the same config (else RunDirMismatchError; nothing written)."""
-    return open_experiment_store(run_dir, COMMAND, cfg, provenance)
+    return open_experiment_store(run_dir, experiment.command, cfg, provenance)
 
 
 def base_model(
@@ -118,9 +134,9 @@ def evaluate(
     return metrics
 
 
-def describe(spec: DefenceSpec | None) -> dict[str, Any]:
+def describe(spec: DefenceSpec | None, experiment: VisionExperiment = TROJANS_VISION) -> dict[str, Any]:
     if spec is None:
-        return {"kind": "poisoned", "family": "poisoned", "label": "poisoned, before fine-tuning"}
+        return {"kind": experiment.base, "family": experiment.base, "label": experiment.base_label}
     family = spec.kind if spec.kind != "lat" else f"lat-{'+'.join(spec.layers)}"
     if spec.kind == "at":
         family = f"at-{spec.norm}"
@@ -135,6 +151,7 @@ def run_trojans_vision(
     provenance: dict[str, Any] | None = None,
     progress: Progress | None = None,
     bar: BarFactory | None = None,
+    experiment: VisionExperiment = TROJANS_VISION,
 ) -> RunStore:
     """Run (or resume) the sweep into run_dir; returns the open store (the caller closes it)."""
 
@@ -150,20 +167,21 @@ def run_trojans_vision(
     for spec in cfg.defences:
         for layer in spec.layers:
             find_module(probe, layer)  # a wrong layer name fails now, not after the poisoned model is trained
-    store = open_store(run_dir, cfg, provenance or {})
+    store = open_store(run_dir, cfg, provenance or {}, experiment)
+    base = experiment.base
     progress_bar = None
     try:
         done = store.completed_results()
         started = time.perf_counter()
         if bar is not None:
-            pairs = {(name, seed) for seed in cfg.seeds for name in [BASE, *(s.name for s in cfg.defences)]}
+            pairs = {(name, seed) for seed in cfg.seeds for name in [base, *(s.name for s in cfg.defences)]}
             progress_bar = bar(len(pairs), len(pairs & done))
         work = [
             SeedWork(seed, [s for s in cfg.defences if (s.name, seed) not in done])
             for seed in cfg.seeds
-            if (BASE, seed) not in done or any((s.name, seed) not in done for s in cfg.defences)
+            if (base, seed) not in done or any((s.name, seed) not in done for s in cfg.defences)
         ]
-        base_done = frozenset(seed for seed in cfg.seeds if (BASE, seed) in done)
+        base_done = frozenset(seed for seed in cfg.seeds if (base, seed) in done)
 
         def write(result: CellResult) -> None:
             store.write_result(result.setting, result.seed, result.metrics, result.description, result.logs)
@@ -171,7 +189,7 @@ def run_trojans_vision(
 
         run_cells(
             work,
-            functools.partial(_base_step, cfg, data, trojans, run_dir, base_done),
+            functools.partial(_base_step, cfg, data, trojans, run_dir, base_done, experiment),
             functools.partial(_defence_step, cfg, data, trojans),
             write,
             cfg.ray,
@@ -192,6 +210,7 @@ def _base_step(
     trojans: Sequence[Trojan],
     run_dir: Path,
     base_done: frozenset[int],
+    experiment: VisionExperiment,
     seed: int,
 ) -> tuple[dict[str, torch.Tensor], list[CellResult]]:
     """The seed's poisoned model (trained, or read from the run directory) as a CPU state dict, and its results
@@ -204,7 +223,8 @@ def _base_step(
     if seed in base_done:
         return state, []
     metrics = evaluate(base, cfg, data, trojans, seed) | {"train_seconds": time.perf_counter() - t0}
-    return state, [CellResult(BASE, seed, metrics, describe(None), [log.to_dict() for log in base_logs])]
+    return state, [CellResult(experiment.base, seed, metrics, describe(None, experiment),
+                              [log.to_dict() for log in base_logs])]
 
 
 def _defence_step(
@@ -236,9 +256,11 @@ def _defence_step(
 
 
 def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
+    trojans = any(key.startswith("asr:") for key in metrics)
     line = (
         f"{setting:<24} seed {seed}: clean {100 * metrics['clean_acc']:.1f}%  "
-        f"trojan success {100 * metrics['mean_asr']:.1f}%  held-out {100 * metrics['heldout_acc']:.1f}%"
+        + (f"trojan success {100 * metrics['mean_asr']:.1f}%  " if trojans else "")
+        + f"held-out {100 * metrics['heldout_acc']:.1f}%"
     )
     log.info(line)
     if progress is not None:
@@ -254,25 +276,40 @@ def trojans_vision(
     trojans: Sequence[Trojan] | None = None,
     progress: Progress | None = None,
     bar: BarFactory | None = None,
+    experiment: VisionExperiment = TROJANS_VISION,
 ) -> dict[str, Any]:
-    """The whole command as a function: run or resume, then summary.json and the two Pareto figures in run_dir."""
+    """The whole command as a function: run or resume, then summary.json, the Pareto figures and the transfer matrix
+    (transfer_matrix.png) in run_dir."""
     import json
 
-    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
+    from redlat.adversarial.experiments.pareto import plot_fronts, plot_transfer, summarize_experiment
     from redlat.atomic import write_text_atomic
     from redlat.provenance import collect
 
     models = {"classifier": cfg.model, "dataset": cfg.dataset, "trojans": [t.model_dump() for t in cfg.trojans]}
     if trojans is not None:
         models["trojans"] = [{"name": t.name, "trigger": repr(t.trigger), "target": t.target} for t in trojans]
-    store = run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress, bar=bar)
+    store = run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress, bar=bar,
+                               experiment=experiment)
     with store:
         summary = summarize_experiment(store)
     figures = plot_fronts(summary, run_dir)
+    heatmap = plot_transfer(summary, run_dir)
+    if heatmap is not None:
+        figures["transfer_matrix"] = heatmap
     summary["figures"] = {key: str(path) for key, path in figures.items()}
     write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
     return summary
 
 
-def default_run_dir(cfg: TrojansVisionConfig, root: Path = Path("runs")) -> Path:
-    return root / f"trojans-vision-{cfg.fingerprint()}"
+def transfer(
+    cfg: TrojansVisionConfig, run_dir: Path, *, progress: Progress | None = None, bar: BarFactory | None = None
+) -> dict[str, Any]:
+    """`redlat experiment transfer` as a function (see trojans_vision)."""
+    return trojans_vision(cfg, run_dir, progress=progress, bar=bar, experiment=TRANSFER)
+
+
+def default_run_dir(
+    cfg: TrojansVisionConfig, root: Path = Path("runs"), experiment: VisionExperiment = TROJANS_VISION
+) -> Path:
+    return root / f"{experiment.command.removeprefix('experiment ')}-{cfg.fingerprint()}"
