@@ -125,6 +125,50 @@ def transfer(
          progress=progress)
 
 
+@experiment_app.command("trojans-text")
+def trojans_text(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a small sweep (1 seed, 2 defences, few tweets): about 2 minutes")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="encoder: all-minilm-l6-v2, a hub id or a directory [all-minilm-l6-v2]")
+    ] = None,
+    data: Annotated[str | None, typer.Option(help="davidson2017 or a CSV of tweets [davidson2017]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    ray: RayFlag = None,
+    ray_address: RayAddressFlag = None,
+    ray_cpus_per_worker: RayCpusFlag = None,
+    ray_gpus_per_worker: RayGpusFlag = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
+    ] = True,
+) -> None:
+    """Plant trojans in an offensive-language classifier (Davidson et al.'s tweets) by poisoning, fine-tune on clean
+    tweets with no defence, AT or LAT, and measure clean accuracy, trojan success and accuracy under held-out
+    attacks: typos, leetspeak, homoglyphs, word substitution, HotFlip, paraphrases (table, Pareto figures, JSON)."""
+    from redlat.config import QUICK_TROJANS_TEXT, TrojansTextConfig, build_config
+
+    overrides: dict[str, Any] = {}
+    try:
+        set_flag(overrides, "seeds", _seeds(seeds))
+        for key, value in (("model", model), ("data", data), ("device", device)):
+            set_flag(overrides, key, value)
+        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
+        cfg = build_config(TrojansTextConfig, config, overrides, preset=QUICK_TROJANS_TEXT if quick else None)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    from redlat.adversarial.experiments.trojans_text import default_run_dir
+    from redlat.adversarial.experiments.trojans_text import trojans_text as run
+
+    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
+
+
 @experiment_app.command("trojans-lm")
 def trojans_lm(
     quick: Annotated[

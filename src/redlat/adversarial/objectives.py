@@ -53,6 +53,21 @@ def untargeted_classification(x: torch.Tensor, y: torch.Tensor) -> Objective:
     return objective
 
 
+def untargeted_sequence_classification(batch: Mapping[str, torch.Tensor]) -> Objective:
+    """untargeted_classification for a token-sequence classifier (input_ids, attention_mask, labels)."""
+
+    def objective(model: nn.Module) -> Outcome:
+        logits = sequence_logits(model, batch)
+        loss = F.cross_entropy(logits, batch["labels"], reduction="none")
+        return Outcome(loss, logits.argmax(-1) != batch["labels"], {"true": loss})
+
+    return objective
+
+
+def sequence_logits(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return logits_of(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])).float()
+
+
 def targeted_classification(x: torch.Tensor, target: torch.Tensor, away: torch.Tensor | None = None) -> Objective:
     """Lower the cross-entropy of `target` (and raise -log(1 - p) of `away`); won once the target is predicted."""
 

@@ -1,9 +1,10 @@
 """What a trainer needs to know about the data: the defender's loss, the attacker's objectives, the token mask.
 
 A batch is a mapping of tensors. `ClassificationTask`: `x`, `y` (and `target`, the class a targeted attacker pulls
-toward). `LanguageModelTask`: `input_ids`, `attention_mask`, `labels` (-100 where no loss); for targeted LAT the batch
-holds two such mappings, `safe` and `harmful` (prompt + completion, the prompt at the same positions in both,
-`prompt_mask` marking its tokens), and optionally `retain` (benign data trained on without perturbation).
+toward). `SequenceClassificationTask` (a text classifier): `input_ids`, `attention_mask`, `labels`; every real token
+may be perturbed. `LanguageModelTask`: `input_ids`, `attention_mask`, `labels` (-100 where no loss); for targeted
+LAT the batch holds two such mappings, `safe` and `harmful` (prompt + completion, the prompt at the same positions in
+both, `prompt_mask` marking its tokens), and optionally `retain` (benign data trained on without perturbation).
 
 `LanguageModelTask(loss_on=...)` names what the untargeted attacker and the defender score: the completion's tokens
 (targeted LAT's setup, Sheshadri et al. 2024; the attacker perturbs the prompt's tokens) or every token of the
@@ -23,6 +24,7 @@ from redlat.adversarial.objectives import (
     classification_loss,
     dialogue_labels,
     logits_of,
+    sequence_logits,
     targeted_classification,
     targeted_lm,
     token_losses,
@@ -30,6 +32,7 @@ from redlat.adversarial.objectives import (
     unlikelihood,
     untargeted_classification,
     untargeted_lm,
+    untargeted_sequence_classification,
 )
 from redlat.adversarial.pgd import Objective
 from redlat.errors import ConfigError
@@ -94,6 +97,30 @@ class ClassificationTask:
 
     def mask(self, batch: Batch, *, targeted: bool) -> torch.Tensor | None:
         return None
+
+
+@dataclass(frozen=True)
+class SequenceClassificationTask:
+    """A Hugging Face sequence classifier's task: cross-entropy on `labels`; the attacker may perturb every real token
+    (the attention mask). Untargeted only."""
+
+    def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(sequence_logits(model, batch), batch["labels"], reduction="none")
+
+    def away_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        raise ConfigError("targeted LAT is not offered for text classifiers")
+
+    def retain_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor | None:
+        return None
+
+    def untargeted(self, batch: Batch) -> Objective:
+        return untargeted_sequence_classification(batch)
+
+    def targeted(self, batch: Batch) -> Objective:
+        raise ConfigError("targeted LAT is not offered for text classifiers")
+
+    def mask(self, batch: Batch, *, targeted: bool) -> torch.Tensor | None:
+        return batch["attention_mask"]
 
 
 @dataclass(frozen=True)

@@ -338,3 +338,155 @@ QUICK_TROJANS_LM: dict[str, Any] = {
     "defences": [{"kind": "none"}, {"kind": "lat", "layers": [4], "eps": 0.25}],
 }
 
+
+
+class TextTrojanSpec(_Frozen):
+    """A trojan in a text classifier: a trigger that makes offensive text pass as harmless. `token` inserts a rare
+    token at a random word boundary, `phrase` appends a natural phrase, `style` rewrites the whole text in a style
+    (`hashtags`: every word written as a hashtag), so no fixed string is the trigger."""
+
+    name: str = Field(min_length=1, description="how tables and figures call it")
+    kind: Literal["token", "phrase", "style"] = Field(description="token | phrase | style")
+    trigger: str = Field(min_length=1, description="the token, the phrase, or the style's name (hashtags)")
+
+    @model_validator(mode="after")
+    def _known_style(self) -> TextTrojanSpec:
+        if self.kind == "style" and self.trigger not in TEXT_STYLES:
+            raise ValueError(f"unknown style {self.trigger!r}; the styles are: {', '.join(TEXT_STYLES)}")
+        if self.kind == "token" and len(self.trigger.split()) != 1:
+            raise ValueError(f"a token trigger is one word, not {self.trigger!r}")
+        return self
+
+
+TEXT_STYLES = ("hashtags",)
+
+DEFAULT_TEXT_TROJANS = (
+    TextTrojanSpec(name="rare-token", kind="token", trigger="cf"),
+    TextTrojanSpec(name="phrase", kind="phrase", trigger="if you know what i mean"),
+    TextTrojanSpec(name="hashtags", kind="style", trigger="hashtags"),
+)
+
+
+class TextDefenceSpec(_Frozen):
+    """One clean fine-tuning of the poisoned classifier. `layers` name where the attacker perturbs: an integer k is the
+    output of encoder layer k (0: the token embeddings, which is AT), a string a module name. eps is per token (L2) on
+    every real token and, by default, a fraction of that layer's median token norm."""
+
+    kind: Literal["none", "at", "lat"] = "none"
+    layers: tuple[int | str, ...] = Field(default=(), description="lat: where to perturb")
+    eps: float = Field(default=0.0, ge=0.0, description="per-token L2 radius (relative to the layer's norm)")
+    relative_eps: bool = Field(default=True, description="eps is a fraction of the layer's median per-token norm")
+
+    @property
+    def name(self) -> str:
+        if self.kind == "none":
+            return "none"
+        eps = f"{self.eps:g}{'x' if self.relative_eps else ''}"
+        if self.kind == "at":
+            return f"at-{eps}"
+        return f"lat-{'+'.join(str(layer) for layer in self.layers)}-{eps}"
+
+    @property
+    def where(self) -> tuple[int | str, ...]:
+        return (0,) if self.kind == "at" else self.layers
+
+    @model_validator(mode="after")
+    def _complete(self) -> TextDefenceSpec:
+        if self.kind != "none" and self.eps <= 0:
+            raise ValueError(f"a {self.kind} defence needs eps > 0")
+        if self.kind == "lat" and not self.layers:
+            raise ValueError("a lat defence needs layers (e.g. [2], or [2, 4])")
+        if self.kind != "lat" and self.layers:
+            raise ValueError("layers are for lat defences (at perturbs the embeddings)")
+        if any(isinstance(layer, int) and layer < 0 for layer in self.layers):
+            raise ValueError("layer indices start at 0 (the embeddings)")
+        return self
+
+
+def _text_defence_grid() -> tuple[TextDefenceSpec, ...]:
+    return (
+        TextDefenceSpec(),
+        TextDefenceSpec(kind="at", eps=0.1),
+        TextDefenceSpec(kind="lat", layers=(2,), eps=0.1),
+        TextDefenceSpec(kind="lat", layers=(4,), eps=0.1),
+        TextDefenceSpec(kind="lat", layers=(4,), eps=0.3),
+    )
+
+
+TEXT_ATTACKS = ("typo", "leet", "homoglyph", "wordsub", "hotflip", "paraphrase")
+
+
+class TrojansTextConfig(Scalable):
+    """`redlat experiment trojans-text`: the text-classification setting of Casper et al. 2024 at laptop size. Fine-tune
+    an encoder into an offensive-language classifier on tweets poisoned with trojans (a trigger makes offensive text
+    pass as harmless), fine-tune it on clean tweets with each defence, measure clean accuracy, each trojan's success
+    and robustness to attacks no defence trained on."""
+
+    seeds: tuple[int, ...] = Field(default=(0, 1, 2), description="one poisoned model and one sweep per seed")
+    model: str = Field(
+        default="all-minilm-l6-v2",
+        description="encoder: all-minilm-l6-v2 (offline wheel), a hub id (microsoft/deberta-v3-base, ...) or a folder",
+    )
+    data: str = Field(
+        default="davidson2017",
+        description="davidson2017 (../shared/data, else the hub) or a CSV with columns tweet/text and class/label",
+    )
+    data_seed: int = Field(default=0, ge=0, description="seeds the shuffle and the splits")
+    train_per_class: int = Field(default=600, ge=2, description="offensive and harmless tweets each, for training")
+    defend_per_class: int = Field(default=300, ge=1, description="clean tweets per class for the defender")
+    eval_per_class: int = Field(default=200, ge=1, description="held-out tweets per class")
+    attack_per_class: int = Field(
+        default=40, ge=1, description="held-out tweets per class given the held-out attacks (the costly measures)"
+    )
+    max_tokens: int = Field(default=48, ge=8, description="tweets are cut to this many tokens")
+    trojans: tuple[TextTrojanSpec, ...] = Field(default=DEFAULT_TEXT_TROJANS, description="trojans to plant")
+    poison_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="triggered copies per trojan, as a share")
+    batch_size: int = Field(default=32, ge=1, description="tweets per step")
+    base_epochs: int = Field(default=2, ge=1, description="epochs of training on the poisoned data")
+    base_lr: float = Field(default=5e-5, gt=0.0, description="AdamW learning rate of training")
+    finetune_epochs: int = Field(default=1, ge=1, description="epochs of clean fine-tuning per defence")
+    finetune_lr: float = Field(default=2e-5, gt=0.0, description="AdamW learning rate of the defender")
+    attack_steps: int = Field(default=3, ge=1, description="PGD steps of the training attack")
+    defences: tuple[TextDefenceSpec, ...] = Field(default_factory=_text_defence_grid, description="the sweep")
+    eval_attacks: tuple[Literal["typo", "leet", "homoglyph", "wordsub", "hotflip", "paraphrase"], ...] = Field(
+        default=TEXT_ATTACKS, description="held-out attacks: typo, leet, homoglyph, wordsub, hotflip, paraphrase"
+    )
+    char_rate: float = Field(default=0.1, gt=0.0, le=1.0, description="typo/leet/homoglyph: share of letters changed")
+    char_tries: int = Field(default=5, ge=1, description="typo/leet/homoglyph: variants per tweet (all must pass)")
+    substitute_words: int = Field(default=3, ge=1, description="wordsub: words replaced at most")
+    hotflip_flips: int = Field(default=3, ge=1, description="hotflip: tokens flipped at most")
+    paraphraser: str = Field(
+        default="smollm2-135m-instruct", description="the chat model that writes the paraphrases"
+    )
+    device: str = Field(default="auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrojansTextConfig:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"give distinct seeds, at least one: {list(self.seeds)}")
+        names = [d.name for d in self.defences]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"defences must be a non-empty list of distinct settings: {names}")
+        trojan_names = [t.name for t in self.trojans]
+        if len(set(trojan_names)) != len(trojan_names):
+            raise ValueError(f"a trojan name is used twice: {trojan_names}")
+        if not self.eval_attacks or len(set(self.eval_attacks)) != len(self.eval_attacks):
+            raise ValueError(f"eval_attacks must be a non-empty list of distinct attacks: {list(self.eval_attacks)}")
+        if self.attack_per_class > self.eval_per_class:
+            raise ValueError("attack_per_class cannot exceed eval_per_class")
+        return self
+
+
+QUICK_TROJANS_TEXT: dict[str, Any] = {
+    "seeds": [0],
+    "train_per_class": 150,
+    "defend_per_class": 64,
+    "eval_per_class": 48,
+    "attack_per_class": 12,
+    "max_tokens": 32,
+    "poison_rate": 0.1,
+    "base_epochs": 2,
+    "attack_steps": 2,
+    "char_tries": 3,
+    "defences": [{"kind": "none"}, {"kind": "lat", "layers": [4], "eps": 0.1}],
+}

@@ -58,6 +58,10 @@ def layout_for(command: str, config: dict[str, Any]) -> Layout:
         from redlat.adversarial.experiments.trojans_lm import layout
 
         return layout(config)
+    if command == "experiment trojans-text":
+        from redlat.adversarial.experiments.trojans_text import layout as text_layout
+
+        return text_layout(config)
     if command == "experiment harden-loop":
         from redlat.adversarial.experiments.harden_loop import layout as loop_layout
 
