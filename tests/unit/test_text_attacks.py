@@ -414,16 +414,19 @@ def test_paraphrases_prompt_and_cleanup(tiny_chat_lm, monkeypatch: pytest.Monkey
 
     def fake_sample(self, prompts, *, seed, add_special_tokens=True):
         seen.update(prompts=prompts, seed=seed, add_special_tokens=add_special_tokens, settings=self.settings)
-        return ['  "A calm rewrite."  ', "  ", "\u201cok\u201d\n"]
+        return ['  "A calm rewrite."  ', "  ", "\u201cok\u201d\n", "Rewrite this text: fourth", "same " * 10]
 
     monkeypatch.setattr(Sampler, "sample", fake_sample)
-    texts = ["first text", "second text", "third text"]
-    assert ta.paraphrases(texts, tiny_chat_lm, seed=9, max_new_tokens=12) == ["A calm rewrite.", "second text", "ok"]
+    texts = ["first text", "second text", "third text", "fourth text", "fifth text"]
+    # empty, echoed requests and loops fall back to the original text
+    assert ta.paraphrases(texts, tiny_chat_lm, seed=9, max_new_tokens=12) == [
+        "A calm rewrite.", "second text", "ok", "fourth text", "fifth text"]
     assert seen["seed"] == 9 and seen["add_special_tokens"] is False
     assert seen["settings"].max_new_tokens == 12 and seen["settings"].stop_at_newline
     for prompt, text in zip(seen["prompts"], texts, strict=True):
         assert ta.PARAPHRASE_REQUEST in prompt and text in prompt
-        assert prompt.startswith("<|im_start|>user\n") and prompt.endswith("<|im_start|>assistant\n")
+        assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+        assert prompt.index(ta.PARAPHRASE_REQUEST) < prompt.index("<|im_start|>user") < prompt.index(text)
     with pytest.raises(ConfigError, match="chat template"):
         ta.paraphrases(texts, SimpleNamespace(has_chat_template=False, name="plain"))  # type: ignore[arg-type]
 

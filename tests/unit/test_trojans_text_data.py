@@ -109,3 +109,16 @@ def test_davidson_tweets_from_shared_data():
     offensive = sum(t.label == OFFENSIVE for t in tweets)
     assert len(tweets) > 23_000 and offensive > 19_000 and len(tweets) - offensive > 3_900
     assert not any("@" in t.text.split()[0] for t in tweets[:200])  # handles are gone
+
+
+def test_davidson_without_shared_data_or_hub_is_a_quick_clear_error(tmp_path, monkeypatch):
+    import time
+
+    import redlat.adversarial.experiments.trojans_text as module
+
+    monkeypatch.setattr(module, "_DAVIDSON_LOCAL", tmp_path / "absent.csv")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"labeled_data\.csv and pass its path"):
+        read_tweets("davidson2017")
+    assert time.perf_counter() - start < 5  # no retries against an unreachable hub

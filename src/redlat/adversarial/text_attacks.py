@@ -474,9 +474,12 @@ class _HotFlip:
 
 # -- paraphrase ---------------------------------------------------------------------------------------------------
 
-PARAPHRASE_REQUEST = "Rewrite this text in other words, keeping its meaning and tone. Reply with the rewrite only."
+# A system turn and the text as the user's turn: of the prompts tried on SmolLM2-135M-Instruct (an instruction before
+# the text, a one-shot example), the others made it comment on the text or echo the instruction more often.
+PARAPHRASE_REQUEST = "You paraphrase tweets: same meaning and tone, different words."
 PARAPHRASE_TOP_P = 0.9
 PARAPHRASE_TEMPERATURE = 0.7
+_ECHOES = ("rewrite this", "re-write", "paraphrase", "you paraphrase", "here is")  # the request said back
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb"
 
 
@@ -484,15 +487,16 @@ def paraphrases(
     texts: Sequence[str], lm: LoadedLM, *, seed: int = 0, max_new_tokens: int = 48, batch_size: int = 16
 ) -> list[str]:
     """One rewrite per text by a chat LM (nucleus sampling, top-p PARAPHRASE_TOP_P at temperature
-    PARAPHRASE_TEMPERATURE, cut at the first newline), with surrounding quotes and whitespace stripped; an empty
-    rewrite falls back to the original text. The same seed gives the same rewrites."""
+    PARAPHRASE_TEMPERATURE, cut at the first newline), with surrounding quotes and whitespace stripped; a rewrite that
+    is not `usable_rewrite` falls back to the original text. The same seed gives the same rewrites."""
     from redlat.generation import Sampler, SamplingSettings
 
     if not lm.has_chat_template:
         raise ConfigError(f"paraphrasing needs a chat model; {lm.name!r} has no chat template")
     prompts = [
         lm.tokenizer.apply_chat_template(
-            [{"role": "user", "content": f"{PARAPHRASE_REQUEST}\n\n{text}"}], add_generation_prompt=True, tokenize=False
+            [{"role": "system", "content": PARAPHRASE_REQUEST}, {"role": "user", "content": text}],
+            add_generation_prompt=True, tokenize=False,
         )
         for text in texts
     ]
@@ -501,7 +505,16 @@ def paraphrases(
     )
     raw = Sampler(lm, settings, batch_size=batch_size).sample(prompts, seed=seed, add_special_tokens=False)
     cleaned = [r.strip().strip(_QUOTES).strip() for r in raw]
-    return [rewrite or text for rewrite, text in zip(cleaned, texts, strict=True)]
+    return [rewrite if usable_rewrite(rewrite) else text for rewrite, text in zip(cleaned, texts, strict=True)]
+
+
+def usable_rewrite(rewrite: str) -> bool:
+    """A rewrite worth scoring: not empty, not an echo of the request, not a loop of the same few words."""
+    lowered = rewrite.lower()
+    words = lowered.split()
+    if not words or lowered.startswith(_ECHOES) or PARAPHRASE_REQUEST.lower() in lowered:
+        return False
+    return len(words) < 8 or len(set(words)) >= 0.4 * len(words)
 
 
 def paraphrase_attack(

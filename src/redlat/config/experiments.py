@@ -432,13 +432,13 @@ class TrojansTextConfig(Scalable):
         description="davidson2017 (../shared/data, else the hub) or a CSV with columns tweet/text and class/label",
     )
     data_seed: int = Field(default=0, ge=0, description="seeds the shuffle and the splits")
-    train_per_class: int = Field(default=600, ge=2, description="offensive and harmless tweets each, for training")
-    defend_per_class: int = Field(default=300, ge=1, description="clean tweets per class for the defender")
+    train_per_class: int = Field(default=500, ge=2, description="offensive and harmless tweets each, for training")
+    defend_per_class: int = Field(default=200, ge=1, description="clean tweets per class for the defender")
     eval_per_class: int = Field(default=200, ge=1, description="held-out tweets per class")
     attack_per_class: int = Field(
-        default=40, ge=1, description="held-out tweets per class given the held-out attacks (the costly measures)"
+        default=30, ge=1, description="held-out tweets per class given the held-out attacks (the costly measures)"
     )
-    max_tokens: int = Field(default=48, ge=8, description="tweets are cut to this many tokens")
+    max_tokens: int = Field(default=40, ge=8, description="tweets are cut to this many tokens")
     trojans: tuple[TextTrojanSpec, ...] = Field(default=DEFAULT_TEXT_TROJANS, description="trojans to plant")
     poison_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="triggered copies per trojan, as a share")
     batch_size: int = Field(default=32, ge=1, description="tweets per step")
@@ -479,10 +479,10 @@ class TrojansTextConfig(Scalable):
 
 QUICK_TROJANS_TEXT: dict[str, Any] = {
     "seeds": [0],
-    "train_per_class": 150,
-    "defend_per_class": 64,
-    "eval_per_class": 48,
-    "attack_per_class": 12,
+    "train_per_class": 100,
+    "defend_per_class": 32,
+    "eval_per_class": 32,
+    "attack_per_class": 8,
     "max_tokens": 32,
     "poison_rate": 0.1,
     "base_epochs": 2,

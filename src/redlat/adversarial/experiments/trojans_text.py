@@ -125,6 +125,12 @@ def _csv_rows(path: Path) -> list[tuple[str, int]]:
 
 
 def _hub_rows() -> list[tuple[str, int]]:
+    from redlat.models.causal_lm import hub_reachable, hub_switched_off
+
+    if hub_switched_off() or not hub_reachable():  # fail now, not after the datasets library's retries
+        raise ConfigError(f"cannot get {DAVIDSON}: not at {_DAVIDSON_LOCAL} (run from the project root next to "
+                          "../shared) and the Hugging Face hub is off or unreachable. Download Davidson et al.'s "
+                          "labeled_data.csv and pass its path as the data.")
     try:
         from datasets import load_dataset
 
