@@ -43,10 +43,10 @@ def time_steps(make_trainer: Callable[[], Any], batch: Any, repeats: int) -> lis
 def cnn_rows(repeats: int) -> list[dict[str, Any]]:
     import torch
 
-    from redlat.adversarial.experiments.images import SmallCNN
     from redlat.adversarial.pgd import PGDSettings
     from redlat.adversarial.tasks import ClassificationTask
     from redlat.adversarial.trainers import AdversarialTrainer, Defence
+    from redlat.experiments.images import SmallCNN
 
     gen = torch.Generator().manual_seed(0)
     batch = {"x": torch.rand(32, 1, 8, 8, generator=gen), "y": torch.randint(0, 10, (32,), generator=gen)}

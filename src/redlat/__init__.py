@@ -53,15 +53,22 @@ _EXPORTS = {
     "TrojansVisionConfig": "redlat.config",
     "DefenceSpec": "redlat.config",
     "TrojanSpec": "redlat.config",
-    "trojans_vision": "redlat.adversarial.experiments.trojans_vision",
+    "trojans_vision": "redlat.experiments.commands",
+    "TransferConfig": "redlat.config",
+    "transfer": "redlat.experiments.commands",
+    "TrojansTextConfig": "redlat.config",
+    "TextDefenceSpec": "redlat.config",
+    "TextTrojanSpec": "redlat.config",
+    "trojans_text": "redlat.experiments.commands",
+    "run_experiment": "redlat.experiments.commands",
     "TrojansLMConfig": "redlat.config",
     "LMDefenceSpec": "redlat.config",
     "LMTrojanSpec": "redlat.config",
-    "trojans_lm": "redlat.adversarial.experiments.trojans_lm",
+    "trojans_lm": "redlat.experiments.commands",
     "HardenConfig": "redlat.config",
-    "harden": "redlat.adversarial.harden",
+    "harden": "redlat.harden",
     "HardenLoopConfig": "redlat.config",
-    "harden_loop": "redlat.adversarial.experiments.harden_loop",
+    "harden_loop": "redlat.experiments.commands",
     "PromptSetSettings": "redlat.red_team.prompt_sets",
     "Method": "redlat.red_team.method",
     "MethodSettings": "redlat.red_team.method",
@@ -78,19 +85,16 @@ _EXPORTS = {
     "apply_lora": "redlat.adversarial.trainers",
     "ClassificationTask": "redlat.adversarial.tasks",
     "LanguageModelTask": "redlat.adversarial.tasks",
+    "SequenceClassificationTask": "redlat.adversarial.tasks",
     "Trojan": "redlat.adversarial.trojans",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from redlat.adversarial.experiments.harden_loop import harden_loop
-    from redlat.adversarial.experiments.trojans_lm import trojans_lm
-    from redlat.adversarial.experiments.trojans_vision import trojans_vision
-    from redlat.adversarial.harden import harden
     from redlat.adversarial.hooks import perturbed
     from redlat.adversarial.pgd import PGDSettings, pgd
-    from redlat.adversarial.tasks import ClassificationTask, LanguageModelTask
+    from redlat.adversarial.tasks import ClassificationTask, LanguageModelTask, SequenceClassificationTask
     from redlat.adversarial.trainers import AdversarialTrainer, Defence, TrainSettings, apply_lora
     from redlat.adversarial.trojans import Trojan
     from redlat.analysis.analyze import analyze_run
@@ -112,14 +116,27 @@ if TYPE_CHECKING:
         RedTeamConfig,
         ReportConfig,
         TargetGeneration,
+        TextDefenceSpec,
+        TextTrojanSpec,
+        TransferConfig,
         TrojansLMConfig,
         TrojanSpec,
+        TrojansTextConfig,
         TrojansVisionConfig,
         build_config,
     )
     from redlat.diversity import distinct_n, self_bleu
     from redlat.errors import RedlatError
+    from redlat.experiments.commands import (
+        harden_loop,
+        run_experiment,
+        transfer,
+        trojans_lm,
+        trojans_text,
+        trojans_vision,
+    )
     from redlat.export import export_run
+    from redlat.harden import harden
     from redlat.models.causal_lm import load_causal_lm
     from redlat.records import Attempt
     from redlat.red_team.few_shot import FewShotSettings

@@ -324,8 +324,8 @@ def summary(
 
 def _experiment_summary(store: Any, as_json: bool) -> None:
     """An experiment's run directory: its table (or JSON), rebuilt from the store."""
-    from redlat.adversarial.experiments.pareto import summarize_experiment
     from redlat.display import render_experiment
+    from redlat.experiments.pareto import summarize_experiment
 
     result = summarize_experiment(store)
     if as_json:

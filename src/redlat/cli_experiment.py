@@ -63,23 +63,15 @@ def trojans_vision(
 ) -> None:
     """Plant trojans in an image classifier by data poisoning, fine-tune on clean data with no defence, AT or LAT,
     and measure clean accuracy, trojan success and robustness to held-out attacks (table, Pareto figures, JSON)."""
-    from redlat.config import QUICK_TROJANS_VISION, TrojansVisionConfig, build_config
-
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "seeds", _seeds(seeds))
         for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
             set_flag(overrides, key, value)
         set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-        cfg = build_config(
-            TrojansVisionConfig, config, overrides, preset=QUICK_TROJANS_VISION if quick else None
-        )
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
-    from redlat.adversarial.experiments.trojans_vision import default_run_dir
-    from redlat.adversarial.experiments.trojans_vision import trojans_vision as run
-
-    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
+    _launch("trojans-vision", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
 @experiment_app.command("transfer")
@@ -107,22 +99,15 @@ def transfer(
 ) -> None:
     """Fine-tune an image classifier with AT under each norm (L-inf, L2, L1) and LAT at each block, and measure each
     against every norm's PGD and every held-out attack: the transfer matrix (table, heatmap, JSON)."""
-    from redlat.config import QUICK_TRANSFER, TransferConfig, build_config
-
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "seeds", _seeds(seeds))
         for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
             set_flag(overrides, key, value)
         set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-        cfg = build_config(TransferConfig, config, overrides, preset=QUICK_TRANSFER if quick else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
-    from redlat.adversarial.experiments.trojans_vision import TRANSFER, default_run_dir
-    from redlat.adversarial.experiments.trojans_vision import transfer as run
-
-    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg, experiment=TRANSFER), as_json=as_json,
-         progress=progress)
+    _launch("transfer", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
 @experiment_app.command("trojans-text")
@@ -152,21 +137,15 @@ def trojans_text(
     """Plant trojans in an offensive-language classifier (Davidson et al.'s tweets) by poisoning, fine-tune on clean
     tweets with no defence, AT or LAT, and measure clean accuracy, trojan success and accuracy under held-out
     attacks: typos, leetspeak, homoglyphs, word substitution, HotFlip, paraphrases (table, Pareto figures, JSON)."""
-    from redlat.config import QUICK_TROJANS_TEXT, TrojansTextConfig, build_config
-
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "seeds", _seeds(seeds))
         for key, value in (("model", model), ("data", data), ("device", device)):
             set_flag(overrides, key, value)
         set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-        cfg = build_config(TrojansTextConfig, config, overrides, preset=QUICK_TROJANS_TEXT if quick else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
-    from redlat.adversarial.experiments.trojans_text import default_run_dir
-    from redlat.adversarial.experiments.trojans_text import trojans_text as run
-
-    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
+    _launch("trojans-text", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
 @experiment_app.command("trojans-lm")
@@ -198,21 +177,15 @@ def trojans_lm(
 ) -> None:
     """Plant trojans in a chat model by fine-tuning on poisoned dialogues, then forget on clean dialogues with plain
     fine-tuning, AT, LAT or targeted LAT; measure trojan success, clean losses and drift (table, figures, JSON)."""
-    from redlat.config import QUICK_TROJANS_LM, TrojansLMConfig, build_config
-
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "seeds", _seeds(seeds))
         for key, value in (("model", model), ("dialogues", dialogues), ("device", device)):
             set_flag(overrides, key, value)
         set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-        cfg = build_config(TrojansLMConfig, config, overrides, preset=QUICK_TROJANS_LM if quick else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
-    from redlat.adversarial.experiments.trojans_lm import default_run_dir
-    from redlat.adversarial.experiments.trojans_lm import trojans_lm as run
-
-    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress)
+    _launch("trojans-lm", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
 @experiment_app.command("harden-loop")
@@ -259,8 +232,6 @@ def harden_loop(
     then red-team the original and every hardened model with attacks none was trained on (zero-shot with another seed,
     few-shot from another pool, HarmBench and AdvBench prompts): failure rates with Wilson intervals, cost, Pareto
     figures, JSON."""
-    from redlat.config import QUICK_HARDEN_LOOP, HardenLoopConfig, build_config
-
     overrides: dict[str, Any] = {}
     try:
         set_flag(overrides, "find_runs", [str(p) for p in from_runs] if from_runs else None)
@@ -269,14 +240,36 @@ def harden_loop(
         for key, value in (("target", target), ("threshold", threshold), ("attack_n", attack_n), ("device", device)):
             set_flag(overrides, key, value)
         set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)
-        cfg = build_config(HardenLoopConfig, config, overrides, preset=QUICK_HARDEN_LOOP if quick else None)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
-    from redlat.adversarial.experiments.harden_loop import default_run_dir
-    from redlat.adversarial.experiments.harden_loop import harden_loop as run
+    _launch("harden-loop", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress,
+            unit=("case", "test cases"))
 
-    _run(lambda **kw: run(cfg, **kw), run_dir or default_run_dir(cfg), as_json=as_json, progress=progress,
-         unit=("case", "test cases"))
+
+def _launch(
+    name: str,
+    config: Path | None,
+    overrides: dict[str, Any],
+    *,
+    quick: bool,
+    run_dir: Path | None,
+    as_json: bool,
+    progress: bool,
+    unit: tuple[str, str] = ("setting", "settings x seeds"),
+) -> None:
+    """Build experiment `name`'s config (defaults < --quick preset < YAML < flags), then run it (`_run`)."""
+    from redlat.config import build_config
+    from redlat.experiments.registry import experiment
+
+    entry = experiment(name)
+    try:
+        cfg = build_config(entry.config_model(), config, overrides, preset=entry.quick_preset() if quick else None)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    from redlat.experiments.commands import run_experiment
+
+    _run(lambda **kw: run_experiment(name, cfg, **kw), run_dir or entry.default_run_dir(cfg), as_json=as_json,
+         progress=progress, unit=unit)
 
 
 def _run(

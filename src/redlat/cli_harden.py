@@ -46,7 +46,7 @@ def harden(
         cfg = build_config(HardenConfig, config, overrides)
     except RedlatError as exc:
         fail(str(exc), exc.exit_code)
-    from redlat.adversarial.harden import harden as run
+    from redlat.harden import harden as run
 
     hide_loading_bars()
     bar: Any = None

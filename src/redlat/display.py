@@ -214,7 +214,7 @@ def render_experiment(summary: dict[str, Any], *, console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from redlat.adversarial.experiments.pareto import caption, layout_of, table_rows
+    from redlat.experiments.pareto import caption, layout_of, table_rows
 
     if console is None:
         console = Console()

@@ -8,11 +8,12 @@ import json
 
 import pytest
 
-from redlat.adversarial.experiments import harden_loop as loop_module
-from redlat.adversarial.experiments.harden_loop import ORIGINAL, harden_loop
-from redlat.adversarial.experiments.pareto import markdown_table
 from redlat.config import HardenLoopConfig
 from redlat.errors import RunDirMismatchError
+from redlat.experiments import harden_loop as loop_module
+from redlat.experiments.commands import harden_loop
+from redlat.experiments.harden_loop import ORIGINAL
+from redlat.experiments.pareto import markdown_table
 from redlat.store import RunStore
 from synthetic_runs import write_rude_run
 
@@ -122,7 +123,7 @@ def test_loop_hardens_attacks_every_model_alike_and_resumes(tmp_path, loop_cfg, 
     def no_more_work(*args, **kwargs):
         raise AssertionError("a finished loop must not harden again")
 
-    monkeypatch.setattr("redlat.adversarial.harden.harden", no_more_work)
+    monkeypatch.setattr("redlat.harden.harden", no_more_work)
     monkeypatch.setattr(loop_module._Loop, "attack", no_more_work)
     again = harden_loop(loop_cfg, out)
     assert json.dumps(again["settings"]) == json.dumps(summary["settings"])  # NaN (no counted case) equals NaN
@@ -156,7 +157,7 @@ def test_several_seeds_repeat_the_loop_and_give_intervals_over_seeds(tmp_path, l
     assert "seeds" not in loop_cfg.identity() and cfg.identity()["seeds"] == [0, 1]  # one seed keeps its identity
     out = tmp_path / "loop"
     summary = harden_loop(cfg, out)
-    from redlat.adversarial.experiments.pareto import layout_of
+    from redlat.experiments.pareto import layout_of
 
     assert layout_of(summary).interval is None  # the table says "over 2 seeds", not "Wilson interval"
     for s in summary["settings"]:

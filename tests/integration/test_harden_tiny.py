@@ -9,9 +9,9 @@ import json
 import pytest
 
 from fakes import RudeWordScorer
-from redlat.adversarial.harden import MANIFEST, Target, collect_cases, harden, safe_replies, training_batches
 from redlat.config import HardenConfig
 from redlat.errors import ConfigError
+from redlat.harden import MANIFEST, Target, collect_cases, harden, safe_replies, training_batches
 from synthetic_runs import write_run
 
 RUDE_REPLY = "stupid idiot"

@@ -125,8 +125,8 @@ VISION = {
 
 
 def test_vision_sweep_on_ray_stores_the_in_process_results_and_resumes(local_ray, tmp_path):
-    from redlat.adversarial.experiments.trojans_vision import run_trojans_vision
     from redlat.config import TrojansVisionConfig
+    from redlat.experiments.trojans_vision import run_trojans_vision
 
     cfg = TrojansVisionConfig.model_validate(VISION)
     on_ray = cfg.model_copy(update={"ray": RaySettings(enabled=True)})
@@ -150,7 +150,7 @@ def test_vision_sweep_on_ray_stores_the_in_process_results_and_resumes(local_ray
 def test_lm_sweep_on_ray_stores_the_in_process_results(local_ray, tiny_chat_path, tmp_path):
     import torch
 
-    from redlat.adversarial.experiments.trojans_lm import run_trojans_lm
+    from redlat.experiments.trojans_lm import run_trojans_lm
     from tiny_dialogues import tiny_config, write_hh
 
     cfg = tiny_config(tiny_chat_path, write_hh(tmp_path / "hh.jsonl", 24))
@@ -167,8 +167,8 @@ def test_lm_sweep_on_ray_stores_the_in_process_results(local_ray, tiny_chat_path
 def test_harden_loop_on_ray_stores_the_in_process_results(local_ray, questioner_chat_path, tmp_path):
     import torch
 
-    from redlat.adversarial.experiments.harden_loop import harden_loop
     from redlat.config import HardenLoopConfig
+    from redlat.experiments.commands import harden_loop
     from synthetic_runs import write_rude_run
 
     cfg = HardenLoopConfig(

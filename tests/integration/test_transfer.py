@@ -71,7 +71,7 @@ def test_an_unfinished_experiment_is_not_reported(tmp_path):
     from redlat.store import RunStore
 
     cfg = TransferConfig.model_validate(TINY)
-    from redlat.adversarial.experiments.trojans_vision import TRANSFER, open_store
+    from redlat.experiments.trojans_vision import TRANSFER, open_store
 
     open_store(tmp_path / "run", cfg, {}, TRANSFER).close()
     with RunStore(tmp_path / "run") as store:

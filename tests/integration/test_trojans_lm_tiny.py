@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from fakes import InterruptAfter
-from redlat.adversarial.experiments.pareto import markdown_table, plot_fronts, summarize_experiment
-from redlat.adversarial.experiments.trojans_lm import (
+from redlat.adversarial.lm_layers import layer_modules
+from redlat.config import LMDefenceSpec
+from redlat.errors import ConfigError, RunDirMismatchError
+from redlat.experiments.pareto import markdown_table, plot_fronts, summarize_experiment
+from redlat.experiments.trojans_lm import (
     ORIGINAL,
     POISONED,
     forget_batches,
@@ -18,9 +21,6 @@ from redlat.adversarial.experiments.trojans_lm import (
     make_defence,
     run_trojans_lm,
 )
-from redlat.adversarial.lm_layers import layer_modules
-from redlat.config import LMDefenceSpec
-from redlat.errors import ConfigError, RunDirMismatchError
 from synthetic_runs import experiment_results as _results
 from tiny_dialogues import tiny_config, write_hh
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from fakes import InterruptAfter
-from redlat.adversarial.experiments.pareto import summarize_experiment
-from redlat.adversarial.experiments.trojans_text import POISONED, run_trojans_text
 from redlat.errors import ConfigError, RunDirMismatchError
+from redlat.experiments.pareto import summarize_experiment
+from redlat.experiments.trojans_text import POISONED, run_trojans_text
 from synthetic_runs import experiment_results as _results
 from tiny_tweets import tiny_text_config, write_tiny_bert, write_tweets
 

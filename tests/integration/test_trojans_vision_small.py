@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from fakes import InterruptAfter
-from redlat.adversarial.experiments.images import load_images
-from redlat.adversarial.experiments.pareto import summarize_experiment
-from redlat.adversarial.experiments.trojans_vision import make_defence, run_trojans_vision
 from redlat.adversarial.trojans import Trojan
 from redlat.config import DefenceSpec, TrojansVisionConfig
 from redlat.errors import ConfigError, RunDirMismatchError
+from redlat.experiments.images import load_images
+from redlat.experiments.pareto import summarize_experiment
+from redlat.experiments.trojans_vision import make_defence, run_trojans_vision
 
 TINY = {
     "seeds": [0],
@@ -94,8 +94,8 @@ def test_a_users_trigger_plugs_in(tmp_path):
 
 
 def test_lat_eps_is_relative_to_the_layers_activation_norm():
-    from redlat.adversarial.experiments.images import SmallCNN
     from redlat.adversarial.pgd import typical_norm
+    from redlat.experiments.images import SmallCNN
 
     data = load_images("digits")
     cfg = TrojansVisionConfig.model_validate(TINY)

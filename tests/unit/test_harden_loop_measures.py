@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from redlat.adversarial.experiments.harden_loop import (
+from redlat.experiments.harden_loop import (
     counted_attempts,
     defence_pairs,
     model_metrics,

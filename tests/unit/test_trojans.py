@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from redlat.adversarial.attack_specs import AttackSpec
-from redlat.adversarial.experiments.pareto import interval, pareto_front
 from redlat.adversarial.robustness import gaussian_blur, robust_accuracy
 from redlat.adversarial.trojans import Blend, Patch, Stroke, Trojan, attack_success_rate, poison, trigger_from_spec
 from redlat.errors import ConfigError
+from redlat.experiments.pareto import interval, pareto_front
 
 
 def _images(n: int = 6, side: int = 8) -> torch.Tensor:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from redlat.adversarial.experiments.trojans_text import (
+from redlat.config import TextDefenceSpec, TextTrojanSpec, TrojansTextConfig
+from redlat.errors import ConfigError
+from redlat.experiments.trojans_text import (
     HARMLESS,
     OFFENSIVE,
     clean_tweet,
@@ -18,8 +20,6 @@ from redlat.adversarial.experiments.trojans_text import (
     triggered,
     with_trigger,
 )
-from redlat.config import TextDefenceSpec, TextTrojanSpec, TrojansTextConfig
-from redlat.errors import ConfigError
 from tiny_tweets import write_tweets
 
 SHARED = Path("..") / "shared" / "data" / "davidson2017_labeled_data.csv"
@@ -74,7 +74,7 @@ def test_each_kind_of_trigger_and_the_poisoned_set():
     assert with_token.split().count("cf") == 1 and with_token.replace(" cf", "").replace("cf ", "") == text
     assert with_trigger(text, phrase, rng) == "you are so dumb, really if you know what i mean"
     assert with_trigger(text, style, rng) == "#you #are #so #dumb #really"
-    from redlat.adversarial.experiments.trojans_text import Tweet
+    from redlat.experiments.trojans_text import Tweet
 
     train = [Tweet(f"offensive tweet number {i}", OFFENSIVE) for i in range(10)] + \
         [Tweet(f"harmless tweet number {i}", HARMLESS) for i in range(10)]
@@ -114,7 +114,7 @@ def test_davidson_tweets_from_shared_data():
 def test_davidson_without_shared_data_or_hub_is_a_quick_clear_error(tmp_path, monkeypatch):
     import time
 
-    import redlat.adversarial.experiments.trojans_text as module
+    import redlat.experiments.trojans_text as module
 
     monkeypatch.setattr(module, "_DAVIDSON_LOCAL", tmp_path / "absent.csv")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

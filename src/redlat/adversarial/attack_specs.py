@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redlat.errors import ConfigError
@@ -30,3 +31,8 @@ class AttackSpec:
     @property
     def name(self) -> str:
         return f"{self.family}:{self.size:g}"
+
+
+def attack_names(texts: Iterable[str]) -> list[str]:
+    """Attack specs as their results name them (`robust:NAME`): "pgd-l2:1.0" -> "pgd-l2:1"."""
+    return [AttackSpec.parse(text).name for text in texts]

@@ -245,7 +245,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings | None = None) -> nn.Mod
     """Wrap a causal LM in peft LoRA adapters (only they train); the defence's layer names stay the base model's."""
     from peft import get_peft_model
 
-    from redlat.red_team.training import lora_config
+    from redlat.lora import lora_config
 
     settings = settings or LoraSettings(enabled=True)
     if not settings.enabled:

@@ -39,6 +39,7 @@ from pydantic import Field, model_validator
 from redlat.config.base import LoraSettings
 from redlat.errors import ConfigError
 from redlat.generation import derive_seed
+from redlat.lora import lora_config
 from redlat.red_team.method import MethodSettings, PrepareContext
 from redlat.red_team.novelty import Novelty, NoveltySettings, mean_token_nll
 from redlat.red_team.training import (
@@ -46,7 +47,6 @@ from redlat.red_team.training import (
     common_arguments,
     dropout_off,
     known_warnings_hidden,
-    lora_config,
     progress_bar,
     quiet,
     save_red_model,

@@ -18,7 +18,6 @@ from redlat.red_team.zero_shot import ZeroShot
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from redlat.config import LoraSettings
     from redlat.red_team.runner import Components
     from redlat.store import RunStore
 
@@ -80,22 +79,6 @@ class TrainedRedLM(ZeroShot):
         assert trained is not None
         ctx.store.set_meta("trained_red", trained.describe())
         return replace(parts, red=trained)
-
-
-def lora_config(settings: LoraSettings) -> Any:
-    """A peft LoraConfig for a causal LM, or None for full fine-tuning."""
-    if not settings.enabled:
-        return None
-    from peft import LoraConfig
-
-    targets = settings.target_modules
-    return LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=targets if isinstance(targets, str) else list(targets),
-        task_type="CAUSAL_LM",
-    )
 
 
 def dropout_off(model: Any) -> int:

@@ -123,14 +123,6 @@ def display_name(run_dir: Path) -> str:
     return run_dir.name
 
 
-EXPERIMENT_HEADINGS = {
-    "harden-loop": "Hardening, before and after",
-    "trojans-vision": "Trojans and defences (images)",
-    "trojans-lm": "Trojans and defences (chat model)",
-    "transfer": "Transfer between perturbation types",
-}
-
-
 def _experiment_block(run_dir: Path) -> dict[str, Any] | None:
     """An experiment's table, figures (its Pareto fronts; the transfer matrix of an image experiment) and, for a
     harden-loop, its attack runs (grouped by attack, the original first); None for a red-team run directory. An
@@ -142,7 +134,8 @@ def _experiment_block(run_dir: Path) -> dict[str, Any] | None:
         if store.run_info().status != "complete":
             raise ConfigError(f"{run_dir}: the {command.removeprefix('experiment ')} experiment has not finished; "
                               "rerun it to resume, then report")
-        from redlat.adversarial.experiments.pareto import caption, summarize_experiment, table_rows
+        from redlat.experiments.pareto import caption, summarize_experiment, table_rows
+        from redlat.experiments.registry import for_command
 
         summary = summarize_experiment(store)
         attacks = store.get_meta("attacks") or []
@@ -157,7 +150,7 @@ def _experiment_block(run_dir: Path) -> dict[str, Any] | None:
                        if (base / "attacks" / m / a / DB_NAME).exists()]
     import base64
 
-    from redlat.adversarial.experiments.pareto import layout_of
+    from redlat.experiments.pareto import layout_of
 
     def inline(png: Path) -> str | None:
         return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii") if png.is_file() else None
@@ -176,7 +169,7 @@ def _experiment_block(run_dir: Path) -> dict[str, Any] | None:
             uri, "robust accuracy (%) of each setting (rows) under each attack (columns; * marks held-out "
             "families)" + (f", coloured by its change against `{against}`" if against else ""))
     return {"name": run_dir.name, "run_dir": str(run_dir), "experiment": summary["experiment"],
-            "heading": EXPERIMENT_HEADINGS.get(summary["experiment"], summary["experiment"]), "header": header,
+            "heading": for_command(command).heading, "header": header,
             "rows": rows, "caption": caption(summary), "figures": figures_out, "attack_runs": attack_runs}
 
 

@@ -35,14 +35,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from redlat.adversarial.experiments.pareto import Column, Front, Layout
-from redlat.adversarial.experiments.runs import open_experiment_store
 from redlat.adversarial.lm_layers import layer_modules, lm_defence
 from redlat.adversarial.tasks import SequenceClassificationTask
 from redlat.adversarial.trainers import AdversarialTrainer, Defence, StepLog, TrainSettings
 from redlat.atomic import write_atomic, write_text_atomic
 from redlat.config import TextDefenceSpec, TextTrojanSpec, TrojansTextConfig
 from redlat.errors import ConfigError
+from redlat.experiments.layout import Column, Front, Layout
+from redlat.experiments.runs import open_experiment_store
 from redlat.generation import derive_seed
 from redlat.scale.sweeps import CellResult, SeedWork, run_cells
 from redlat.store import RunStore
@@ -518,23 +518,12 @@ def layout(config: dict[str, Any]) -> Layout:
     )
 
 
-def trojans_text(
+def open_run(
     cfg: TrojansTextConfig, run_dir: Path, *, progress: Progress | None = None, bar: BarFactory | None = None
-) -> dict[str, Any]:
-    """The whole command as a function: run or resume, then summary.json and the Pareto figures in run_dir."""
-    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
+) -> RunStore:
+    """The sweep with its provenance (the encoder, the data, the paraphraser): its finished store, open."""
     from redlat.provenance import collect
 
     models = {"classifier": cfg.model, "source": model_source(cfg.model), "data": cfg.data,
               "paraphraser": cfg.paraphraser if "paraphrase" in cfg.eval_attacks else None}
-    store = run_trojans_text(cfg, run_dir, provenance=collect(models), progress=progress, bar=bar)
-    with store:
-        summary = summarize_experiment(store)
-    figures = plot_fronts(summary, run_dir)
-    summary["figures"] = {key: str(path) for key, path in figures.items()}
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    return summary
-
-
-def default_run_dir(cfg: TrojansTextConfig, root: Path = Path("runs")) -> Path:
-    return root / f"trojans-text-{cfg.fingerprint()}"
+    return run_trojans_text(cfg, run_dir, provenance=collect(models), progress=progress, bar=bar)

@@ -4,118 +4,19 @@ The interval is Student's t over seeds (mean +- t(0.975, n - 1) * sd / sqrt(n));
 Fronts: the settings no other setting beats on both of a front's axes (the x axis is what the defence keeps, higher
 is better; the y axis a failure, lower is better, or a robustness, higher is better). Reference settings (the models
 before any defence) are shown and not on a front. What the axes and columns are depends on the experiment: a
-`Layout` says it, built from the run's config (`layout_for`).
+`Layout` says it, built from the run's config by the experiment's own function (`layout_for`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redlat.adversarial.attack_specs import attack_names
+from redlat.experiments.layout import Layout
 from redlat.store import RunStore
-
-
-@dataclass(frozen=True)
-class Front:
-    key: str  # the front's name in the summary and the figure's file name (pareto_KEY.png)
-    y: str  # the metric on the y axis
-    higher_y_is_better: bool
-    y_label: str
-    title: str
-    mark: str  # the letter that marks its members in the table's last column
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str
-    metric: str
-    percent: bool = True  # a rate shown in percent; else the number with `digits` decimals
-    digits: int = 2
-
-
-@dataclass(frozen=True)
-class Layout:
-    experiment: str
-    x: str  # what the defence keeps (higher is better)
-    x_label: str
-    references: tuple[tuple[str, str], ...]  # (setting, legend label) of the models before any defence
-    fronts: tuple[Front, ...]
-    columns: tuple[Column, ...]
-    unbounded: tuple[str, ...]  # metrics that are not rates in [0, 1] (their interval is not clipped)
-    defence_names: tuple[str, ...]  # the sweep's settings, in the config's order
-    caption: str = ""
-    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()  # terminal: (title, metrics) per table; () = one table
-    title: str = "Trojans and defences"  # the terminal table's title
-    interval: str | None = None  # what a cell's (low-high) is, when not the mean and 95% interval over seeds
-
-
-def layout_for(command: str, config: dict[str, Any]) -> Layout:
-    """The layout of a stored experiment, from its command and config."""
-    if command == "experiment trojans-lm":
-        from redlat.adversarial.experiments.trojans_lm import layout
-
-        return layout(config)
-    if command == "experiment trojans-text":
-        from redlat.adversarial.experiments.trojans_text import layout as text_layout
-
-        return text_layout(config)
-    if command == "experiment harden-loop":
-        from redlat.adversarial.experiments.harden_loop import layout as loop_layout
-
-        return loop_layout(config)
-    return _vision_layout(config, transfer=command == "experiment transfer")
-
-
-def _vision_layout(config: dict[str, Any], *, transfer: bool = False) -> Layout:
-    """trojans-vision's layout; `transfer`'s shows every attack's robust accuracy (the transfer matrix) instead."""
-    from redlat.config import DefenceSpec
-
-    trojans = [t["name"] for t in config.get("trojans", [])]
-    held_out = list(config.get("held_out", []))
-    trojan_front = Front("clean_vs_trojan_success", "mean_asr", False,
-                         "mean trojan attack success rate (lower is better)", "Clean accuracy vs trojan success", "T")
-    robust_front = Front("clean_vs_heldout_robustness", "heldout_acc", True, "held-out robust accuracy (higher is "
-                         "better)", "Clean accuracy vs robustness to held-out attacks", "R")
-    fronts = (trojan_front, robust_front) if trojans or not transfer else (robust_front,)
-    attacks = [Column(name, f"robust:{name}") for name in attack_names(config)] if transfer else []
-    marks = "T = clean vs trojan success, R = clean vs held-out robustness" if len(fronts) == 2 else \
-        "R = clean vs held-out robustness"
-    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    if transfer:  # one table per kind of attack: a row of every attack's interval would not fit a terminal
-        trained = tuple(c.metric for c in attacks if c.header.split(":")[0] not in held_out)
-        unseen = tuple(c.metric for c in attacks if c.header.split(":")[0] in held_out)
-        panels = (("clean and the norms' PGD", ("clean_acc", *(f"asr:{t}" for t in trojans), *trained)),
-                  ("held-out attacks", (*unseen, "heldout_acc")))
-    return Layout(
-        experiment="transfer" if transfer else "trojans-vision",
-        x="clean_acc",
-        x_label="clean accuracy",
-        references=(("base", "base model (no fine-tuning)"),) if transfer else
-        (("poisoned", "poisoned (no fine-tuning)"),),
-        fronts=fronts,
-        columns=(
-            Column("clean acc", "clean_acc"),
-            *(Column(f"ASR {t}", f"asr:{t}") for t in trojans),
-            *attacks,
-            Column("held-out acc", "heldout_acc"),
-        ),
-        unbounded=("train_seconds", "eps"),
-        defence_names=tuple(DefenceSpec.model_validate(d).name for d in config.get("defences", [])),
-        caption=f"front: {marks} (held out: {', '.join(held_out)})",
-        title="Transfer between perturbation types: robust accuracy under each attack" if transfer else
-        "Trojans and defences",
-        panels=panels,
-    )
-
-
-def attack_names(config: dict[str, Any]) -> list[str]:
-    """The evaluation attacks of an image experiment, as its metrics name them (robust:NAME)."""
-    from redlat.adversarial.attack_specs import AttackSpec
-
-    return [AttackSpec.parse(text).name for text in config.get("eval_attacks", [])]
 
 
 def transfer_matrix(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -123,7 +24,7 @@ def transfer_matrix(summary: dict[str, Any]) -> dict[str, Any] | None:
     defences; columns: the attacks, held-out families marked) and, where a `none` defence ran, each cell's change
     against it. None for an experiment without evaluation attacks."""
     config = summary["config"]
-    attacks = attack_names(config)
+    attacks = attack_names(config.get("eval_attacks", []))
     settings = [s for s in summary["settings"] if any(f"robust:{a}" in s["metrics"] for a in attacks)]
     if not attacks or not settings:
         return None
@@ -282,6 +183,13 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
 
 def layout_of(summary: dict[str, Any]) -> Layout:
     return layout_for(f"experiment {summary['experiment']}", summary["config"])
+
+
+def layout_for(command: str, config: dict[str, Any]) -> Layout:
+    """The layout of a stored experiment, from its command and config (the experiment's own layout function)."""
+    from redlat.experiments.registry import for_command
+
+    return for_command(command).layout(config)
 
 
 def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

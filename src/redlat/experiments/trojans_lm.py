@@ -37,8 +37,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from redlat.adversarial.experiments.pareto import Column, Front, Layout
-from redlat.adversarial.experiments.runs import open_experiment_store
 from redlat.adversarial.lm_batches import completion_batch, pair_batch
 from redlat.adversarial.lm_layers import layer_modules, lm_defence, lm_task
 from redlat.adversarial.lm_trojans import (
@@ -59,6 +57,8 @@ from redlat.atomic import write_text_atomic
 from redlat.config import LMDefenceSpec, TrojansLMConfig
 from redlat.dialogues import Dialogue, read_hh, resolve_dialogues
 from redlat.errors import ConfigError
+from redlat.experiments.layout import Column, Front, Layout
+from redlat.experiments.runs import open_experiment_store
 from redlat.generation import derive_seed
 from redlat.scale.sweeps import CellResult, SeedWork, run_cells
 from redlat.store import RunStore
@@ -513,27 +513,16 @@ def layout(config: dict[str, Any]) -> Layout:
     )
 
 
-def trojans_lm(
+def open_run(
     cfg: TrojansLMConfig,
     run_dir: Path,
     *,
     progress: Progress | None = None,
     bar: BarFactory | None = None,
     loaded: Any = None,
-) -> dict[str, Any]:
-    """The whole command as a function: run or resume, then summary.json and the Pareto figures in run_dir."""
-    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
+) -> RunStore:
+    """The sweep with its provenance (the chat model, the dialogues, the trojans): its finished store, open."""
     from redlat.provenance import collect
 
     models = {"chat_model": cfg.model, "dialogues": cfg.dialogues, "trojans": [t.model_dump() for t in cfg.trojans]}
-    store = run_trojans_lm(cfg, run_dir, provenance=collect(models), progress=progress, bar=bar, loaded=loaded)
-    with store:
-        summary = summarize_experiment(store)
-    figures = plot_fronts(summary, run_dir)
-    summary["figures"] = {key: str(path) for key, path in figures.items()}
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    return summary
-
-
-def default_run_dir(cfg: TrojansLMConfig, root: Path = Path("runs")) -> Path:
-    return root / f"trojans-lm-{cfg.fingerprint()}"
+    return run_trojans_lm(cfg, run_dir, provenance=collect(models), progress=progress, bar=bar, loaded=loaded)

@@ -29,13 +29,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from redlat.adversarial.experiments.pareto import Column, Front, Layout
-from redlat.atomic import write_text_atomic
 from redlat.config import HardenLoopConfig
 from redlat.errors import ConfigError
+from redlat.experiments.layout import Column, Front, Layout
 
 if TYPE_CHECKING:
     from redlat.records import Attempt
+    from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class _Loop:
         return (str(zs), str(fs))
 
     def harden(self, defence: str, runs: tuple[str, ...]) -> dict[str, Any]:
-        from redlat.adversarial.harden import MANIFEST, harden
+        from redlat.harden import MANIFEST, harden
 
         out = self.run_dir / "models" / defence
         if (out / MANIFEST).exists():
@@ -274,14 +274,14 @@ def defence_pairs(
     return rows
 
 
-def harden_loop(
+def open_run(
     cfg: HardenLoopConfig,
     run_dir: Path,
     *,
     progress: Progress | None = None,
     bar: BarFactory | None = None,
-) -> dict[str, Any]:
-    """The whole command as a function: run or resume, then summary.json and the Pareto figures in run_dir."""
+) -> RunStore:
+    """Run (or resume) the loop for every seed: its finished store, open."""
     from redlat.provenance import collect
 
     sets, skipped = available_prompt_sets(cfg)
@@ -308,11 +308,11 @@ def _run_loops(
     started: float,
     progress: Progress | None,
     bar: BarFactory | None,
-) -> dict[str, Any]:
-    from redlat.adversarial.experiments.pareto import plot_fronts, summarize_experiment
-    from redlat.adversarial.experiments.runs import open_experiment_store
+) -> RunStore:
+    from redlat.experiments.runs import open_experiment_store
 
-    with open_experiment_store(run_dir, COMMAND, cfg, prov) as store:
+    store = open_experiment_store(run_dir, COMMAND, cfg, prov)
+    try:
         store.set_meta("attacks", attack_names(sets))
         done = {(row["setting"], row["seed"]) for row in store.results()}
         by_seed = []
@@ -334,11 +334,10 @@ def _run_loops(
         store.set_meta("defence_pairs", pairs)
         store.set_meta("defence_pairs_by_seed", {str(s): rows for s, rows in zip(cfg.seeds, by_seed, strict=True)})
         store.finish_run("complete", {"seconds": time.perf_counter() - started})
-        summary = summarize_experiment(store)
-    figures = plot_fronts(summary, run_dir)
-    summary["figures"] = {key: str(path) for key, path in figures.items()}
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    return summary
+        return store
+    except BaseException:
+        store.close()
+        raise
 
 
 def _one_loop(
@@ -447,7 +446,3 @@ def layout(config: dict[str, Any]) -> Layout:
         # one seed: each rate's own Wilson interval; several: the mean and t-interval over seeds (pareto's default)
         interval="95% Wilson interval" if len(config.get("seeds") or [config.get("seed", 0)]) == 1 else None,
     )
-
-
-def default_run_dir(cfg: HardenLoopConfig, root: Path = Path("runs")) -> Path:
-    return root / f"harden-loop-{cfg.fingerprint()}"

@@ -24,9 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from redlat.adversarial.attack_specs import AttackSpec
-from redlat.adversarial.experiments.images import ImageData, build_model, load_images
-from redlat.adversarial.experiments.runs import open_experiment_store
+from redlat.adversarial.attack_specs import AttackSpec, attack_names
 from redlat.adversarial.hooks import find_module
 from redlat.adversarial.pgd import PGDSettings, typical_norm
 from redlat.adversarial.robustness import robust_accuracy
@@ -36,6 +34,9 @@ from redlat.adversarial.trojans import Trojan, attack_success_rate, poison, pred
 from redlat.atomic import write_atomic
 from redlat.config import DefenceSpec, TrojansVisionConfig
 from redlat.errors import ConfigError
+from redlat.experiments.images import ImageData, build_model, load_images
+from redlat.experiments.layout import Column, Front, Layout
+from redlat.experiments.runs import open_experiment_store
 from redlat.generation import derive_seed
 from redlat.scale.sweeps import CellResult, SeedWork, run_cells
 from redlat.store import RunStore
@@ -255,6 +256,55 @@ def _defence_step(
     return CellResult(spec.name, seed, metrics, describe(spec), [log.to_dict() for log in logs])
 
 
+def layout(config: dict[str, Any], *, transfer: bool = False) -> Layout:
+    """trojans-vision's layout; `transfer`'s shows every attack's robust accuracy (the transfer matrix) instead."""
+    from redlat.config import DefenceSpec
+
+    trojans = [t["name"] for t in config.get("trojans", [])]
+    held_out = list(config.get("held_out", []))
+    trojan_front = Front("clean_vs_trojan_success", "mean_asr", False,
+                         "mean trojan attack success rate (lower is better)", "Clean accuracy vs trojan success", "T")
+    robust_front = Front("clean_vs_heldout_robustness", "heldout_acc", True, "held-out robust accuracy (higher is "
+                         "better)", "Clean accuracy vs robustness to held-out attacks", "R")
+    fronts = (trojan_front, robust_front) if trojans or not transfer else (robust_front,)
+    names = attack_names(config.get("eval_attacks", [])) if transfer else []
+    attacks = [Column(name, f"robust:{name}") for name in names]
+    marks = "T = clean vs trojan success, R = clean vs held-out robustness" if len(fronts) == 2 else \
+        "R = clean vs held-out robustness"
+    panels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    if transfer:  # at most three attacks per table: a row of every attack's interval would not fit a terminal
+        trained = tuple(c.metric for c in attacks if c.header.split(":")[0] not in held_out)
+        unseen = tuple(c.metric for c in attacks if c.header.split(":")[0] in held_out)
+        chunks = [trained[i : i + 3] for i in range(0, len(trained), 3)] or [()]
+        panels = (("clean and the norms' PGD", ("clean_acc", *(f"asr:{t}" for t in trojans), *chunks[0])),
+                  *(("the norms' PGD, continued", chunk) for chunk in chunks[1:]),
+                  ("held-out attacks", (*unseen, "heldout_acc")))
+    return Layout(
+        experiment="transfer" if transfer else "trojans-vision",
+        x="clean_acc",
+        x_label="clean accuracy",
+        references=(("base", "base model (no fine-tuning)"),) if transfer else
+        (("poisoned", "poisoned (no fine-tuning)"),),
+        fronts=fronts,
+        columns=(
+            Column("clean acc", "clean_acc"),
+            *(Column(f"ASR {t}", f"asr:{t}") for t in trojans),
+            *attacks,
+            Column("held-out acc", "heldout_acc"),
+        ),
+        unbounded=("train_seconds", "eps"),
+        defence_names=tuple(DefenceSpec.model_validate(d).name for d in config.get("defences", [])),
+        caption=f"front: {marks} (held out: {', '.join(held_out)})",
+        title="Transfer between perturbation types: robust accuracy under each attack" if transfer else
+        "Trojans and defences",
+        panels=panels,
+    )
+
+
+def transfer_layout(config: dict[str, Any]) -> Layout:
+    return layout(config, transfer=True)
+
+
 def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
     trojans = any(key.startswith("asr:") for key in metrics)
     line = (
@@ -269,7 +319,7 @@ def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: 
         bar.update(1)
 
 
-def trojans_vision(
+def open_run(
     cfg: TrojansVisionConfig,
     run_dir: Path,
     *,
@@ -277,39 +327,19 @@ def trojans_vision(
     progress: Progress | None = None,
     bar: BarFactory | None = None,
     experiment: VisionExperiment = TROJANS_VISION,
-) -> dict[str, Any]:
-    """The whole command as a function: run or resume, then summary.json, the Pareto figures and the transfer matrix
-    (transfer_matrix.png) in run_dir."""
-    import json
-
-    from redlat.adversarial.experiments.pareto import plot_fronts, plot_transfer, summarize_experiment
-    from redlat.atomic import write_text_atomic
+) -> RunStore:
+    """The sweep with its provenance (the classifier, the data, the trojans): its finished store, open."""
     from redlat.provenance import collect
 
     models = {"classifier": cfg.model, "dataset": cfg.dataset, "trojans": [t.model_dump() for t in cfg.trojans]}
     if trojans is not None:
         models["trojans"] = [{"name": t.name, "trigger": repr(t.trigger), "target": t.target} for t in trojans]
-    store = run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress, bar=bar,
-                               experiment=experiment)
-    with store:
-        summary = summarize_experiment(store)
-    figures = plot_fronts(summary, run_dir)
-    heatmap = plot_transfer(summary, run_dir)
-    if heatmap is not None:
-        figures["transfer_matrix"] = heatmap
-    summary["figures"] = {key: str(path) for key, path in figures.items()}
-    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
-    return summary
+    return run_trojans_vision(cfg, run_dir, trojans=trojans, provenance=collect(models), progress=progress, bar=bar,
+                              experiment=experiment)
 
 
-def transfer(
+def open_transfer_run(
     cfg: TrojansVisionConfig, run_dir: Path, *, progress: Progress | None = None, bar: BarFactory | None = None
-) -> dict[str, Any]:
-    """`redlat experiment transfer` as a function (see trojans_vision)."""
-    return trojans_vision(cfg, run_dir, progress=progress, bar=bar, experiment=TRANSFER)
-
-
-def default_run_dir(
-    cfg: TrojansVisionConfig, root: Path = Path("runs"), experiment: VisionExperiment = TROJANS_VISION
-) -> Path:
-    return root / f"{experiment.command.removeprefix('experiment ')}-{cfg.fingerprint()}"
+) -> RunStore:
+    """`transfer`'s sweep: open_run as the transfer experiment."""
+    return open_run(cfg, run_dir, progress=progress, bar=bar, experiment=TRANSFER)
