@@ -120,3 +120,17 @@ def test_recipe_in_names_identity_and_validation():
                                                         "recipe": "casper2024"}])
     stored = cfg.identity()["defences"]
     assert "recipe" not in stored[0] and stored[1]["recipe"] == "casper2024"  # old sweeps keep their identity
+
+
+def test_a_stored_sweep_with_casper_rows_validates_again():
+    """The stored config (model_dump) of a sweep with casper2024 rows is read back by `summary` and the report."""
+    cfg = TrojansLMConfig(defences=[{"kind": "none", "recipe": "casper2024"},
+                                    {"kind": "lat", "layers": [4], "eps": 8, "recipe": "casper2024"},
+                                    {"kind": "lat", "layers": [4], "eps": 0.1}])
+    stored = cfg.model_dump(mode="json")
+    assert "relative_eps" not in stored["defences"][1] and stored["defences"][2]["relative_eps"] is True
+    again = TrojansLMConfig.model_validate(stored)
+    assert again == cfg and again.fingerprint() == cfg.fingerprint()
+    from redlat.experiments.trojans_lm import layout
+
+    assert "lat-4-8-casper" in layout(stored).defence_names

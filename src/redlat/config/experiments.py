@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from redlat.config.base import LoraSettings, _Frozen
 from redlat.config.scale import Scalable
@@ -220,6 +220,15 @@ class LMDefenceSpec(_Frozen):
     @property
     def where(self) -> tuple[int | str, ...]:
         return (0,) if self.kind == "at" else self.layers
+
+    @model_serializer(mode="wrap")
+    def _without_unused_relative_eps(self, handler: Any) -> Any:
+        """casper2024's eps is absolute: its rows are stored without relative_eps, so a stored config validates
+        again (and a user's relative_eps with that recipe stays an error)."""
+        data = handler(self)
+        if self.recipe == "casper2024" and isinstance(data, dict):
+            data.pop("relative_eps", None)
+        return data
 
     @model_validator(mode="after")
     def _complete(self) -> LMDefenceSpec:
@@ -444,8 +453,8 @@ class TrojansTextConfig(Scalable):
     batch_size: int = Field(default=32, ge=1, description="tweets per step")
     base_epochs: int = Field(default=2, ge=1, description="epochs of training on the poisoned data")
     base_lr: float = Field(default=5e-5, gt=0.0, description="AdamW learning rate of training")
-    finetune_epochs: int = Field(default=1, ge=1, description="epochs of clean fine-tuning per defence")
-    finetune_lr: float = Field(default=2e-5, gt=0.0, description="AdamW learning rate of the defender")
+    finetune_epochs: int = Field(default=2, ge=1, description="epochs of clean fine-tuning per defence")
+    finetune_lr: float = Field(default=1e-4, gt=0.0, description="AdamW learning rate of the defender")
     attack_steps: int = Field(default=3, ge=1, description="PGD steps of the training attack")
     defences: tuple[TextDefenceSpec, ...] = Field(default_factory=_text_defence_grid, description="the sweep")
     eval_attacks: tuple[Literal["typo", "leet", "homoglyph", "wordsub", "hotflip", "paraphrase"], ...] = Field(
