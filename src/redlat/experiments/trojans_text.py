@@ -485,6 +485,10 @@ def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: 
 # -- summary ------------------------------------------------------------------------------------------------------
 
 
+def _chunks(items: list[str], size: int) -> list[tuple[str, ...]]:
+    return [tuple(items[i : i + size]) for i in range(0, len(items), size)]
+
+
 def layout(config: dict[str, Any]) -> Layout:
     """How the summary, table and figures of a trojans-text run are laid out."""
     trojans = [t["name"] for t in config.get("trojans", [])]
@@ -513,7 +517,9 @@ def layout(config: dict[str, Any]) -> Layout:
         caption="front: T = clean accuracy vs trojan success, R = clean accuracy vs accuracy under held-out attacks; "
         "ASR: triggered offensive tweets classified harmless",
         panels=(("clean accuracy and trojans", ("clean_acc", *(f"asr:{t}" for t in trojans))),
-                ("held-out attacks", (*(f"robust:{a}" for a in attacks), "heldout_acc"))),
+                # at most four columns a table: a row of intervals must fit a terminal
+                *((("held-out attacks" if i == 0 else "held-out attacks, continued"), chunk)
+                  for i, chunk in enumerate(_chunks([*(f"robust:{a}" for a in attacks), "heldout_acc"], 4)))),
         title="Trojans and defences in a text classifier",
     )
 
