@@ -77,7 +77,7 @@ def trojans_vision(
 @experiment_app.command("transfer")
 def transfer(
     quick: Annotated[
-        bool, typer.Option("--quick", help="a small sweep (2 seeds, 6 attacks, fewer steps): about a minute")
+        bool, typer.Option("--quick", help="a small sweep (2 seeds, 6 attacks, fewer steps): under a minute")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     run_dir: Annotated[
@@ -113,7 +113,7 @@ def transfer(
 @experiment_app.command("trojans-text")
 def trojans_text(
     quick: Annotated[
-        bool, typer.Option("--quick", help="a small sweep (1 seed, 2 defences, few tweets): about 2 minutes")
+        bool, typer.Option("--quick", help="a small sweep (1 seed, 2 defences, few tweets): under a minute")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     run_dir: Annotated[
