@@ -118,6 +118,16 @@ def lm_defence(
     return Defence(kind, modules, "output", attack, away_weight=away_weight, retain_weight=retain_weight)  # type: ignore[arg-type]
 
 
+def eps_by_layer(labels: Sequence[int | str], defence: Defence) -> dict[str, float]:
+    """The absolute eps the attacker had at each layer (relative eps differ per layer), keyed by the layer as the
+    spec names it (`labels`, in the order of defence.layers); empty for no defence."""
+    if defence.kind == "none":
+        return {}
+    own = dict(defence.attack.layer_eps)
+    return {str(label): float(own.get(module, defence.attack.eps))
+            for label, module in zip(labels, defence.layers, strict=True)}
+
+
 def sample_batch(batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The part of a training batch that relative eps is measured on (the safe side of a targeted-LAT batch)."""
     return dict(batch.get("safe", batch))

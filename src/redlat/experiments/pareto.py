@@ -176,7 +176,9 @@ def summarize_experiment(store: RunStore) -> dict[str, Any]:
         # settings tested against each other, where the experiment stores such tests (harden-loop)
         "pairs": store.get_meta("defence_pairs") or [],
     }
-    if lay.experiment in ("trojans-vision", "transfer"):
+    from redlat.experiments.registry import for_command
+
+    if for_command(info.command).transfer_matrix:
         summary["transfer"] = transfer_matrix(summary)
     return summary
 

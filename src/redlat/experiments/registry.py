@@ -30,6 +30,7 @@ class Experiment:
     module: str  # the module that runs it
     open_run: str = "open_run"  # (cfg, run_dir, *, progress, bar, **extra) -> the finished run store, open
     layout_function: str = "layout"  # (config dict) -> Layout
+    transfer_matrix: bool = False  # its summary holds the transfer matrix (robust accuracy under each eval attack)
 
     @property
     def command(self) -> str:
@@ -54,9 +55,10 @@ class Experiment:
 
 EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("trojans-vision", "Trojans and defences (images)", "TrojansVisionConfig", "QUICK_TROJANS_VISION",
-               "redlat.experiments.trojans_vision"),
+               "redlat.experiments.trojans_vision", transfer_matrix=True),
     Experiment("transfer", "Transfer between perturbation types", "TransferConfig", "QUICK_TRANSFER",
-               "redlat.experiments.trojans_vision", open_run="open_transfer_run", layout_function="transfer_layout"),
+               "redlat.experiments.trojans_vision", open_run="open_transfer_run", layout_function="transfer_layout",
+               transfer_matrix=True),
     Experiment("trojans-text", "Trojans and defences (text classifier)", "TrojansTextConfig", "QUICK_TROJANS_TEXT",
                "redlat.experiments.trojans_text"),
     Experiment("trojans-lm", "Trojans and defences (chat model)", "TrojansLMConfig", "QUICK_TROJANS_LM",

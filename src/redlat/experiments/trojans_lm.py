@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from redlat.adversarial.lm_batches import completion_batch, pair_batch
-from redlat.adversarial.lm_layers import layer_modules, lm_defence, lm_task
+from redlat.adversarial.lm_layers import eps_by_layer, layer_modules, lm_defence, lm_task
 from redlat.adversarial.lm_trojans import (
     LMTrojan,
     agreement,
@@ -294,20 +294,10 @@ class _Sweep:
         )
         logs = trainer.fit(batches)
         model.eval()
-        return model, logs, layer_eps(spec, defence)
+        return model, logs, eps_by_layer(spec.where, defence)
 
     def checkpoints(self, seed: int, setting: str) -> Path:
         return self.run_dir / "checkpoints" / f"seed-{seed}" / setting
-
-
-def layer_eps(spec: LMDefenceSpec, defence: Defence) -> dict[str, float]:
-    """The absolute eps the attacker had at each of the spec's layers (relative eps differ per layer), by the layer as
-    the spec names it; empty for no defence."""
-    if spec.kind == "none":
-        return {}
-    own = dict(defence.attack.layer_eps)
-    return {str(label): float(own.get(module, defence.attack.eps)) for label, module in
-            zip(spec.where, defence.layers, strict=True)}
 
 
 def _same(sweep: _Sweep) -> _Sweep:

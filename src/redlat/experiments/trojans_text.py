@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from redlat.adversarial.lm_layers import layer_modules, lm_defence
+from redlat.adversarial.lm_layers import eps_by_layer, layer_modules, lm_defence
 from redlat.adversarial.tasks import SequenceClassificationTask
 from redlat.adversarial.trainers import AdversarialTrainer, Defence, StepLog, TrainSettings
 from redlat.atomic import write_atomic, write_text_atomic
@@ -464,9 +464,7 @@ def _defence_step(
     logs = train(model, defence, data, lr=cfg.finetune_lr, seed=derive_seed(seed, spec.name), device=device)
     seconds = time.perf_counter() - t0
     metrics = evaluate(model, tokenizer, cfg, splits, inputs, seed)
-    eps = {} if spec.kind == "none" else {str(label): float(dict(defence.attack.layer_eps).get(module,
-                                                                                               defence.attack.eps))
-                                          for label, module in zip(spec.where, defence.layers, strict=True)}
+    eps = eps_by_layer(spec.where, defence)
     metrics |= {"train_seconds": seconds, "eps": min(eps.values(), default=0.0)}
     metrics |= {f"eps:{layer}": value for layer, value in eps.items()}
     return CellResult(spec.name, seed, metrics, describe(spec), [x.to_dict() for x in logs])
