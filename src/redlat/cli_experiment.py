@@ -29,6 +29,20 @@ experiment_app = typer.Typer(
 )
 
 
+JsonFlag = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+RunDirFlag = Annotated[
+    Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
+]
+ConfigFlag = Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")]
+DeviceFlag = Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")]
+ProgressFlag = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
+]
+DatasetFlag = Annotated[str | None, typer.Option(help="digits | cifar10 | imagefolder [digits]")]
+DataDirFlag = Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")]
+ImageModelFlag = Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")]
+
+
 def _seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -43,34 +57,24 @@ def trojans_vision(
     quick: Annotated[
         bool, typer.Option("--quick", help="a small sweep (2 seeds, 5 defences, fewer steps): about a minute")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    as_json: JsonFlag = False,
+    run_dir: RunDirFlag = None,
+    config: ConfigFlag = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2,3,4]")] = None,
-    dataset: Annotated[str | None, typer.Option(help="digits | cifar10 | imagefolder [digits]")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")] = None,
-    model: Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    dataset: DatasetFlag = None,
+    data_dir: DataDirFlag = None,
+    model: ImageModelFlag = None,
+    device: DeviceFlag = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
     ray_cpus_per_worker: RayCpusFlag = None,
     ray_gpus_per_worker: RayGpusFlag = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
-    ] = True,
+    progress: ProgressFlag = True,
 ) -> None:
     """Plant trojans in an image classifier by data poisoning, fine-tune on clean data with no defence, AT or LAT,
     and measure clean accuracy, trojan success and robustness to held-out attacks (table, Pareto figures, JSON)."""
-    overrides: dict[str, Any] = {}
-    try:
-        set_flag(overrides, "seeds", _seeds(seeds))
-        for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
-            set_flag(overrides, key, value)
-        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-    except RedlatError as exc:
-        fail(str(exc), exc.exit_code)
+    values = {"dataset": dataset, "data_dir": data_dir, "model": model, "device": device}
+    overrides = _flags(seeds, values, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
     _launch("trojans-vision", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
@@ -79,34 +83,24 @@ def transfer(
     quick: Annotated[
         bool, typer.Option("--quick", help="a small sweep (2 seeds, 6 attacks, fewer steps): under a minute")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    as_json: JsonFlag = False,
+    run_dir: RunDirFlag = None,
+    config: ConfigFlag = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
-    dataset: Annotated[str | None, typer.Option(help="digits | cifar10 | imagefolder [digits]")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="cifar10, imagefolder: the folder holding the data")] = None,
-    model: Annotated[str | None, typer.Option(help="small-cnn | resnet18 [small-cnn]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    dataset: DatasetFlag = None,
+    data_dir: DataDirFlag = None,
+    model: ImageModelFlag = None,
+    device: DeviceFlag = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
     ray_cpus_per_worker: RayCpusFlag = None,
     ray_gpus_per_worker: RayGpusFlag = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
-    ] = True,
+    progress: ProgressFlag = True,
 ) -> None:
     """Fine-tune an image classifier with AT under each norm (L-inf, L2, L1) and LAT at each block, and measure each
     against every norm's PGD and every held-out attack: the transfer matrix (table, heatmap, JSON)."""
-    overrides: dict[str, Any] = {}
-    try:
-        set_flag(overrides, "seeds", _seeds(seeds))
-        for key, value in (("dataset", dataset), ("data_dir", data_dir), ("model", model), ("device", device)):
-            set_flag(overrides, key, value)
-        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-    except RedlatError as exc:
-        fail(str(exc), exc.exit_code)
+    values = {"dataset": dataset, "data_dir": data_dir, "model": model, "device": device}
+    overrides = _flags(seeds, values, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
     _launch("transfer", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
@@ -115,36 +109,26 @@ def trojans_text(
     quick: Annotated[
         bool, typer.Option("--quick", help="a small sweep (1 seed, 2 defences, few tweets): under a minute")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    as_json: JsonFlag = False,
+    run_dir: RunDirFlag = None,
+    config: ConfigFlag = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
     model: Annotated[
         str | None, typer.Option(help="encoder: all-minilm-l6-v2, a hub id or a directory [all-minilm-l6-v2]")
     ] = None,
     data: Annotated[str | None, typer.Option(help="davidson2017 or a CSV of tweets [davidson2017]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    device: DeviceFlag = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
     ray_cpus_per_worker: RayCpusFlag = None,
     ray_gpus_per_worker: RayGpusFlag = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
-    ] = True,
+    progress: ProgressFlag = True,
 ) -> None:
     """Plant trojans in an offensive-language classifier (Davidson et al.'s tweets) by poisoning, fine-tune on clean
     tweets with no defence, AT or LAT, and measure clean accuracy, trojan success and accuracy under held-out
     attacks: typos, leetspeak, homoglyphs, word substitution, HotFlip, paraphrases (table, Pareto figures, JSON)."""
-    overrides: dict[str, Any] = {}
-    try:
-        set_flag(overrides, "seeds", _seeds(seeds))
-        for key, value in (("model", model), ("data", data), ("device", device)):
-            set_flag(overrides, key, value)
-        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-    except RedlatError as exc:
-        fail(str(exc), exc.exit_code)
+    values = {"model": model, "data": data, "device": device}
+    overrides = _flags(seeds, values, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
     _launch("trojans-text", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
@@ -154,11 +138,9 @@ def trojans_lm(
         bool,
         typer.Option("--quick", help="a small sweep (fewer dialogues, 3 defences, short sequences): a few minutes"),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    as_json: JsonFlag = False,
+    run_dir: RunDirFlag = None,
+    config: ConfigFlag = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0]")] = None,
     model: Annotated[
         str | None, typer.Option(help="chat model: offline name, hub id or directory [smollm2-135m-instruct]")
@@ -166,25 +148,17 @@ def trojans_lm(
     dialogues: Annotated[
         str | None, typer.Option(help="hh-harmless-base or an HH-format .jsonl(.gz) file [hh-harmless-base]")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    device: DeviceFlag = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
     ray_cpus_per_worker: RayCpusFlag = None,
     ray_gpus_per_worker: RayGpusFlag = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="a progress bar and a line per finished setting")
-    ] = True,
+    progress: ProgressFlag = True,
 ) -> None:
     """Plant trojans in a chat model by fine-tuning on poisoned dialogues, then forget on clean dialogues with plain
     fine-tuning, AT, LAT or targeted LAT; measure trojan success, clean losses and drift (table, figures, JSON)."""
-    overrides: dict[str, Any] = {}
-    try:
-        set_flag(overrides, "seeds", _seeds(seeds))
-        for key, value in (("model", model), ("dialogues", dialogues), ("device", device)):
-            set_flag(overrides, key, value)
-        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
-    except RedlatError as exc:
-        fail(str(exc), exc.exit_code)
+    values = {"model": model, "dialogues": dialogues, "device": device}
+    overrides = _flags(seeds, values, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker)
     _launch("trojans-lm", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress)
 
 
@@ -193,11 +167,9 @@ def harden_loop(
     quick: Annotated[
         bool, typer.Option("--quick", help="a small loop (24 + 24 found, tlat and sft, 12 per attack): about 2.5 min")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="where the run is stored (resumed if it holds this config's run)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML file of experiment settings; flags override it")] = None,
+    as_json: JsonFlag = False,
+    run_dir: RunDirFlag = None,
+    config: ConfigFlag = None,
     target: Annotated[
         str | None, typer.Option(help="the chatbot to harden: offline name, hub id or directory [offline default]")
     ] = None,
@@ -216,7 +188,7 @@ def harden_loop(
     seeds: Annotated[
         str | None, typer.Option(help="comma-separated seeds: the whole loop once per seed, intervals over them [0]")
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N | mps [auto]")] = None,
+    device: DeviceFlag = None,
     ray: RayFlag = None,
     ray_address: RayAddressFlag = None,
     ray_workers: Annotated[
@@ -232,18 +204,32 @@ def harden_loop(
     then red-team the original and every hardened model with attacks none was trained on (zero-shot with another seed,
     few-shot from another pool, HarmBench and AdvBench prompts): failure rates with Wilson intervals, cost, Pareto
     figures, JSON."""
-    overrides: dict[str, Any] = {}
-    try:
-        set_flag(overrides, "find_runs", [str(p) for p in from_runs] if from_runs else None)
-        set_flag(overrides, "seeds", _seeds(seeds))
-        set_flag(overrides, "defences", defence or None)
-        for key, value in (("target", target), ("threshold", threshold), ("attack_n", attack_n), ("device", device)):
-            set_flag(overrides, key, value)
-        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)
-    except RedlatError as exc:
-        fail(str(exc), exc.exit_code)
+    values = {"find_runs": [str(p) for p in from_runs] if from_runs else None, "defences": defence or None,
+              "target": target, "threshold": threshold, "attack_n": attack_n, "device": device}
+    overrides = _flags(seeds, values, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)
     _launch("harden-loop", config, overrides, quick=quick, run_dir=run_dir, as_json=as_json, progress=progress,
             unit=("case", "test cases"))
+
+
+def _flags(
+    seeds: str | None,
+    values: dict[str, Any],
+    ray: bool | None,
+    ray_address: str | None,
+    ray_cpus_per_worker: float | None,
+    ray_gpus_per_worker: float | None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """The config overrides of a command's flags (those left unset override nothing); a bad flag exits 2."""
+    overrides: dict[str, Any] = {}
+    try:
+        set_flag(overrides, "seeds", _seeds(seeds))
+        for key, value in values.items():
+            set_flag(overrides, key, value)
+        set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=workers)
+    except RedlatError as exc:
+        fail(str(exc), exc.exit_code)
+    return overrides
 
 
 def _launch(

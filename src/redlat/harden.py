@@ -38,7 +38,6 @@ from redlat.generation import derive_seed
 log = logging.getLogger(__name__)
 
 MANIFEST = "harden.json"
-DEFENCE_KIND = {"tlat": "targeted-lat", "lat": "lat", "at": "at", "sft": "none"}
 
 
 @dataclass(frozen=True)
@@ -239,10 +238,10 @@ def harden(
     before = cost_measures(target, cases, cfg, None)
     reference = before.get("greedy_replies")
     batches = training_batches(target, cases, safe, cfg)
+    spec = cfg.defence_spec
     defence = lm_defence(
-        DEFENCE_KIND[cfg.defence], cfg.attack_layers, cfg.eps, target.lm.model, sample_batch(batches[0]),
-        relative_eps=cfg.relative_eps, steps=cfg.attack_steps, away_weight=cfg.away_weight,
-        retain_weight=cfg.retain_weight,
+        spec.kind, spec.where, spec.eps, target.lm.model, sample_batch(batches[0]), relative_eps=spec.relative_eps,
+        steps=cfg.attack_steps, away_weight=cfg.away_weight, retain_weight=cfg.retain_weight,
     )
     torch.manual_seed(derive_seed(cfg.seed, "lora-init"))
     model = apply_lora(target.lm.model, cfg.lora)

@@ -25,6 +25,7 @@ from redlat.config.base import (
     format_validation_error,
     read_yaml,
 )
+from redlat.config.defences import BaseDefenceSpec, DefenceSpec, LMDefenceSpec, TextDefenceSpec
 from redlat.config.experiments import (
     DEFAULT_LM_TROJAN_SPECS,
     DEFAULT_TROJANS,
@@ -33,10 +34,7 @@ from redlat.config.experiments import (
     QUICK_TROJANS_LM,
     QUICK_TROJANS_TEXT,
     QUICK_TROJANS_VISION,
-    DefenceSpec,
-    LMDefenceSpec,
     LMTrojanSpec,
-    TextDefenceSpec,
     TextTrojanSpec,
     TransferConfig,
     TrojansLMConfig,
@@ -73,6 +71,7 @@ __all__ = [
     "QUICK_TROJANS_VISION",
     "ZERO_SHOT_PROMPT",
     "AnalyzeConfig",
+    "BaseDefenceSpec",
     "ChatbotConfig",
     "ClassifierSpec",
     "ConfigT",

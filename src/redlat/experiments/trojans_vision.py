@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,9 @@ from redlat.errors import ConfigError
 from redlat.experiments.images import ImageData, build_model, load_images
 from redlat.experiments.layout import Column, Front, Layout
 from redlat.experiments.runs import open_experiment_store
+from redlat.experiments.sweep import BarFactory, Done, Progress, run_sweep
 from redlat.generation import derive_seed
-from redlat.scale.sweeps import CellResult, SeedWork, run_cells
+from redlat.scale.sweeps import BaseStep, CellResult, SettingStep
 from redlat.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,6 @@ class VisionExperiment:
 
 TROJANS_VISION = VisionExperiment("experiment trojans-vision", "poisoned", "poisoned, before fine-tuning")
 TRANSFER = VisionExperiment("experiment transfer", "base", "trained, before fine-tuning")
-Progress = Callable[[str], None]  # receives one line per finished (setting, seed)
-BarFactory = Callable[[int, int], Any]  # (total, already done) -> a tqdm-like bar with update() and close()
 
 
 def trojans_from_config(cfg: TrojansVisionConfig) -> list[Trojan]:
@@ -138,10 +137,7 @@ def evaluate(
 def describe(spec: DefenceSpec | None, experiment: VisionExperiment = TROJANS_VISION) -> dict[str, Any]:
     if spec is None:
         return {"kind": experiment.base, "family": experiment.base, "label": experiment.base_label}
-    family = spec.kind if spec.kind != "lat" else f"lat-{'+'.join(spec.layers)}"
-    if spec.kind == "at":
-        family = f"at-{spec.norm}"
-    return {**spec.model_dump(mode="json"), "family": family, "label": spec.name}
+    return spec.describe()
 
 
 def run_trojans_vision(
@@ -169,40 +165,14 @@ def run_trojans_vision(
         for layer in spec.layers:
             find_module(probe, layer)  # a wrong layer name fails now, not after the poisoned model is trained
     store = open_store(run_dir, cfg, provenance or {}, experiment)
-    base = experiment.base
-    progress_bar = None
-    try:
-        done = store.completed_results()
-        started = time.perf_counter()
-        if bar is not None:
-            pairs = {(name, seed) for seed in cfg.seeds for name in [base, *(s.name for s in cfg.defences)]}
-            progress_bar = bar(len(pairs), len(pairs & done))
-        work = [
-            SeedWork(seed, [s for s in cfg.defences if (s.name, seed) not in done])
-            for seed in cfg.seeds
-            if (base, seed) not in done or any((s.name, seed) not in done for s in cfg.defences)
-        ]
-        base_done = frozenset(seed for seed in cfg.seeds if (base, seed) in done)
 
-        def write(result: CellResult) -> None:
-            store.write_result(result.setting, result.seed, result.metrics, result.description, result.logs)
-            _say(progress, progress_bar, result.setting, result.seed, result.metrics)
+    def steps(done: Done) -> tuple[BaseStep, SettingStep]:
+        base_done = frozenset(seed for seed in cfg.seeds if (experiment.base, seed) in done)
+        return (functools.partial(_base_step, cfg, data, trojans, run_dir, base_done, experiment),
+                functools.partial(_defence_step, cfg, data, trojans))
 
-        run_cells(
-            work,
-            functools.partial(_base_step, cfg, data, trojans, run_dir, base_done, experiment),
-            functools.partial(_defence_step, cfg, data, trojans),
-            write,
-            cfg.ray,
-        )
-        store.finish_run("complete", {"seconds": time.perf_counter() - started})
-        return store
-    except BaseException:
-        store.close()
-        raise
-    finally:
-        if progress_bar is not None:
-            progress_bar.close()
+    return run_sweep(store, seeds=cfg.seeds, references=(experiment.base,), settings=cfg.defences, steps=steps,
+                     line=_line, ray=cfg.ray, progress=progress, bar=bar)
 
 
 def _base_step(
@@ -305,18 +275,14 @@ def transfer_layout(config: dict[str, Any]) -> Layout:
     return layout(config, transfer=True)
 
 
-def _say(progress: Progress | None, bar: Any, setting: str, seed: int, metrics: dict[str, float]) -> None:
+def _line(result: CellResult) -> str:
+    metrics = result.metrics
     trojans = any(key.startswith("asr:") for key in metrics)
-    line = (
-        f"{setting:<24} seed {seed}: clean {100 * metrics['clean_acc']:.1f}%  "
+    return (
+        f"{result.setting:<24} seed {result.seed}: clean {100 * metrics['clean_acc']:.1f}%  "
         + (f"trojan success {100 * metrics['mean_asr']:.1f}%  " if trojans else "")
         + f"held-out {100 * metrics['heldout_acc']:.1f}%"
     )
-    log.info(line)
-    if progress is not None:
-        progress(line)
-    if bar is not None:
-        bar.update(1)
 
 
 def open_run(
