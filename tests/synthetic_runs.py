@@ -20,6 +20,7 @@ def write_run(
     replies: list[str] | None = None,
     threshold: float = 0.5,
     origins: list[dict] | None = None,
+    more_scores: list[dict] | None = None,
 ) -> Path:
     extra = {"from_run": "pool"} if method in ("few-shot", "supervised") else {}
     cfg = RedTeamConfig(method=method, n=max(len(cases), 1), classifiers=[{"name": classifier}],
@@ -31,7 +32,8 @@ def write_run(
         samples = [Sample(i, 0, f" {c}", c, False) for i, c in enumerate(cases)]
         attempts = [Attempt(index=i, run_id=f"id-{run_dir.name}", method=method, round=0, sample_index=i,
                             test_case=c, reply=r, score=s, offensive=s > threshold,
-                            scores={classifier: {"rude": s}}, origin=origins[i] if origins else {})
+                            scores={classifier: {"rude": s}, **(more_scores[i] if more_scores else {})},
+                            origin=origins[i] if origins else {})
                     for i, (c, s, r) in enumerate(zip(cases, scores, replies, strict=True))]
         store.write_round(0, samples, attempts, 0.0)
         store.finish_run("reached_n", {})

@@ -76,11 +76,15 @@ class Chatbot:
         self.sampler = make_sampler(lm, self.settings, batch_size=generation.batch_size, engine=engine)
 
     def model_input(self, test_case: str) -> str:
+        system = self.config.system
         if self.format == "chat":
             messages = [{"role": "user", "content": test_case}]
+            if system is not None:
+                messages.insert(0, {"role": "system", "content": system})
             return self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         user, bot = self.config.user_label, self.config.bot_label
-        return f"{self.dialogue_prompt}\n{user}: {test_case}\n{bot}:"
+        before = f"{system}\n\n" if system is not None else ""
+        return f"{before}{self.dialogue_prompt}\n{user}: {test_case}\n{bot}:"
 
     def extract_reply(self, raw: str) -> str:
         """DPG: cut at the next newline or user turn. Chat: cut at the first end-of-turn marker. Then strip."""

@@ -17,6 +17,7 @@ from redlat.cli_support import (
     RayGpusFlag,
     fail,
     hide_loading_bars,
+    parse_setting,
     set_flag,
     set_ray_flags,
 )
@@ -131,8 +132,17 @@ def redteam(
     classifier: Annotated[
         list[str] | None,
         typer.Option(
-            help="scorer (repeatable; the first decides): jigsaw-bilstm, profanity, or a HF id/path"
+            help="scorer (repeatable; the first decides): jigsaw-bilstm, profanity, contact-details, "
+            "refusal-phrases, a HF classifier id/path, or package.module:load"
         ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="a causal LM (hub id or folder) judging compliance, put first (it decides); e.g. "
+                     "cais/HarmBench-Mistral-7b-val-cls"),
+    ] = None,
+    judge_template: Annotated[
+        Path | None, typer.Option(help="the judge's prompt: a file with {behavior} and {generation} [redlat's own]")
     ] = None,
     offensive_label: Annotated[
         str | None, typer.Option(help="which label of the deciding classifier means offensive")
@@ -148,6 +158,13 @@ def redteam(
     ] = None,
     user_label: Annotated[str | None, typer.Option(help="user speaker label in the prompt [USER]")] = None,
     bot_label: Annotated[str | None, typer.Option(help="bot speaker label in the prompt [GOPHER]")] = None,
+    system: Annotated[
+        str | None, typer.Option(help="instructions the target gets first (chat: system message), e.g. a secret")
+    ] = None,
+    set_values: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="any setting as KEY=VALUE, dotted (leakage.span=8, few_shot.k=3); repeatable"),
+    ] = None,
     red_top_p: Annotated[float | None, typer.Option(help="red LM nucleus p [0.95]")] = None,
     red_max_new_tokens: Annotated[int | None, typer.Option(help="tokens per red LM sample [40]")] = None,
     red_batch_size: Annotated[int | None, typer.Option(help="red LM samples per batch [64]")] = None,
@@ -213,6 +230,7 @@ def redteam(
         ("chatbot.prompt_file", str(prompt_file) if prompt_file is not None else None),
         ("chatbot.user_label", user_label),
         ("chatbot.bot_label", bot_label),
+        ("chatbot.system", system),
         ("red_generation.top_p", red_top_p),
         ("red_generation.max_new_tokens", red_max_new_tokens),
         ("red_generation.batch_size", red_batch_size),
@@ -228,8 +246,22 @@ def redteam(
     ]:
         set_flag(overrides, dotted, value)
     set_ray_flags(overrides, ray, ray_address, ray_cpus_per_worker, ray_gpus_per_worker, workers=ray_workers)
+    for item in set_values or ():
+        try:
+            dotted, value = parse_setting(item)
+        except RedlatError as exc:
+            fail(str(exc), exc.exit_code)
+        set_flag(overrides, dotted, value)
     if classifier:
         overrides["classifiers"] = [{"name": name} for name in classifier]
+    if judge_template is not None and judge is None:
+        fail("--judge-template is the prompt of a --judge model; give --judge MODEL too")
+    if judge is not None:
+        from redlat.config.base import OFFLINE_CLASSIFIER
+
+        options = {"model": judge, **({"template": str(judge_template)} if judge_template is not None else {})}
+        others = overrides.get("classifiers") or [{"name": OFFLINE_CLASSIFIER}]
+        overrides["classifiers"] = [{"name": "lm-judge", "options": options}, *others]
     trains_red = False
     if method is not None:
         from redlat.config import section_key

@@ -26,6 +26,25 @@ def set_flag(overrides: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def parse_setting(item: str) -> tuple[str, Any]:
+    """`--set KEY=VALUE`: the dotted key and the value as text, which the setting's own type reads (8 for a
+    number, true for a flag; a secret 4471 stays text); a value in [...] or {...} is read as YAML."""
+    import yaml
+
+    from redlat.errors import ConfigError
+
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set takes KEY=VALUE with a dotted key (e.g. leakage.span=8), got {item!r}")
+    if raw.strip()[:1] in ("[", "{"):
+        try:
+            return key, yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: cannot read {raw!r} as a list or mapping: {exc}") from exc
+    return key, raw
+
+
 def hide_loading_bars() -> None:
     """No transformers weight-loading bars: our own progress bar is the one to watch, or none."""
     from transformers.utils import logging as hf_logging

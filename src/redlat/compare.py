@@ -34,7 +34,7 @@ def compare_runs(
     pool cases) are left out unless `include_excluded`."""
     from redlat.diversity import distinct_n, self_bleu, tokenize
     from redlat.metrics import RunView, compute_metrics, metrics_for, split_excluded
-    from redlat.summary import red_description
+    from redlat.summary import deciding_classifier, red_description
 
     if not run_dirs:
         raise ConfigError("give at least one run directory to compare")
@@ -51,7 +51,7 @@ def compare_runs(
         n = len(cases)
         n_offensive = sum(a.score > thr for a in attempts)
         low, high = wilson_interval(n_offensive, n)
-        deciding = cfg["classifiers"][0]
+        deciding = deciding_classifier(cfg, info.provenance)
         row: dict[str, Any] = {
             "run_dir": str(run_dir),
             "run_id": info.run_id,
@@ -73,10 +73,10 @@ def compare_runs(
             "training": training_brief(training),
             "metrics": compute_metrics(
                 RunView(attempts=attempts, excluded=excluded, threshold=thr, config=cfg, training=training),
-                metrics_for(info.method, metrics),
+                metrics_for(info.method, metrics, scorers=[c["name"] for c in cfg["classifiers"]]),
             ),
         }
-        if score_test_cases and n:
+        if score_test_cases and n and not deciding["own"]:  # a method's own judge needs its run's inputs
             key = (deciding["name"], deciding.get("label"))
             if key not in scorers:
                 scorers[key] = _load_scorer(*key)

@@ -34,6 +34,7 @@ from typing import Any
 from redlat.config import ChatbotConfig, HardenConfig, TargetGeneration
 from redlat.errors import ConfigError
 from redlat.generation import derive_seed
+from redlat.scoring.base import score_exchanges
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class Cases:
 
 def collect_cases(cfg: HardenConfig) -> Cases:
     from redlat.store import RunStore
+    from redlat.summary import deciding_classifier
 
     best: dict[str, Case] = {}
     thresholds: dict[str, float] = {}
@@ -78,6 +80,9 @@ def collect_cases(cfg: HardenConfig) -> Cases:
             if info.config.get("target") != cfg.target:
                 log.warning("%s attacked %r, not %r: its failures may not be this target's", run,
                             info.config.get("target"), cfg.target)
+            if deciding_classifier(info.config, info.provenance)["own"]:
+                raise ConfigError(f"{run} was judged by its method's own scorer ({info.method}); harden judges the "
+                                  "replies with the runs' classifiers, so it takes runs that a classifier decided")
             first_config = first_config or info.config
             thresholds[run] = cfg.threshold if cfg.threshold is not None else float(info.config["threshold"])
             for attempt in store.attempts():
@@ -117,7 +122,8 @@ class Target:
         )
         if scorer is None:
             spec = red_team["classifiers"][0]
-            scorer = load_scorer(spec["name"], label=spec.get("label"), device=str(self.lm.device))
+            scorer = load_scorer(spec["name"], label=spec.get("label"), device=str(self.lm.device),
+                                 options=spec.get("options"))
         self.scorer = scorer
         self.dpg = self.chatbot.format == "dpg"
 
@@ -131,8 +137,9 @@ class Target:
     def failure_rate(self, cases: Sequence[Case], threshold: Callable[[Case], float], seed: int) -> float:
         if not cases:
             return float("nan")
-        replies = self.chatbot.reply([c.test_case for c in cases], seed=seed)
-        scores = self.scorer(replies)
+        asked = [c.test_case for c in cases]
+        replies = self.chatbot.reply(asked, seed=seed)
+        scores = score_exchanges(self.scorer, asked, replies).scores  # a judge may read the request too
         return sum(s > threshold(c) for s, c in zip(scores, cases, strict=True)) / len(cases)
 
 
@@ -142,7 +149,7 @@ def safe_replies(target: Target, cases: Cases, cfg: HardenConfig) -> list[str]:
         return [cfg.fallback_reply] * len(cases.failures)
     asked = [c.test_case for c in cases.failures for _ in range(cfg.safe_samples)]
     replies = target.chatbot.reply(asked, seed=derive_seed(cfg.seed, "safe"))
-    scores = target.scorer(replies)
+    scores = score_exchanges(target.scorer, asked, replies).scores
     out = []
     for i, case in enumerate(cases.failures):
         options = [

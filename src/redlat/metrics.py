@@ -130,15 +130,37 @@ def get_metric(name: str) -> RunMetric:
     return metric
 
 
-def metrics_for(method: str, extra: Sequence[str] = ()) -> list[RunMetric]:
-    """The defaults, the method's own metrics (if the method can be found), then any extra ones asked for."""
+def metrics_for(method: str, extra: Sequence[str] = (), scorers: Sequence[str] = ()) -> list[RunMetric]:
+    """The defaults, the method's own metrics (if the method can be found), those of the run's scorers (registered
+    with `register_scorer(..., metrics=...)`), then any extra ones asked for."""
     from redlat.red_team.method import method_class
+    from redlat.scoring.registry import scorer_info
 
     names = list(DEFAULT_METRICS)
     with contextlib.suppress(ConfigError):  # a plugin not installed here: its run still gets the defaults
         names += method_class(method).metrics
+    for scorer in scorers:
+        with contextlib.suppress(ConfigError):
+            names += scorer_info(scorer).metrics
     names += extra
     return [get_metric(name) for name in dict.fromkeys(names)]
+
+
+def label_rate(scorer: str, label: str) -> Callable[[RunView], MetricValue]:
+    """A metric function: the share of counted attempts whose `scorer` gave `label` a score above one half (95%
+    Wilson interval); None when that scorer scored none of them."""
+
+    def compute(view: RunView) -> MetricValue:
+        from redlat.summary import wilson_interval
+
+        values = [a.scores[scorer][label] for a in view.attempts if label in a.scores.get(scorer, {})]
+        if not values:
+            return MetricValue(None)
+        k = sum(v > 0.5 for v in values)
+        low, high = wilson_interval(k, len(values))
+        return MetricValue(k / len(values), low, high)
+
+    return compute
 
 
 def compute_metrics(view: RunView, metrics: Sequence[RunMetric]) -> list[dict[str, Any]]:

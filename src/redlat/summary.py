@@ -45,7 +45,7 @@ def summarize(
     training = store.get_meta("training")
     n_offensive = sum(a.score > thr for a in attempts)
     low, high = wilson_interval(n_offensive, len(attempts))
-    classifier = cfg["classifiers"][0]
+    deciding = deciding_classifier(cfg, info.provenance)
     view = RunView(attempts=attempts, excluded=excluded, threshold=thr, config=cfg, training=training)
     return {
         "run_id": info.run_id,
@@ -66,8 +66,8 @@ def summarize(
         "offensive_rate": n_offensive / len(attempts) if attempts else 0.0,
         "offensive_rate_ci95": [low, high],
         "threshold": thr,
-        "classifier": classifier["name"],
-        "classifier_label": _deciding_label(info.provenance, classifier),
+        "classifier": deciding["name"],
+        "classifier_label": deciding["label"],
         "classifiers": [c["name"] for c in cfg["classifiers"]],
         "red": red_description(info.method, cfg),
         "target": cfg["target"],
@@ -78,7 +78,8 @@ def summarize(
         "execution": store.get_meta("execution") or [],
         "training": training,
         "training_brief": training_brief(training),
-        "metrics": compute_metrics(view, metrics_for(info.method, metrics)),
+        "metrics": compute_metrics(view, metrics_for(info.method, metrics,
+                                                     scorers=[c["name"] for c in cfg["classifiers"]])),
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]
@@ -107,9 +108,18 @@ def run_harm(provenance: dict[str, Any]) -> str:
     return str(classifiers[0].get("harm", "offensive")) if classifiers else "offensive"
 
 
-def _deciding_label(prov: dict[str, Any], spec: dict[str, Any]) -> str | None:
-    classifiers = prov.get("models", {}).get("classifiers", [])
-    return classifiers[0].get("label") if classifiers else spec.get("label")
+def deciding_classifier(config: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+    """The scorer that decided a run's failures (name, label, and `own`: a judge its method brought, such as the
+    leakage method's, rather than one of the config's classifiers). Runs from before provenance recorded the
+    scorers were decided by the config's first classifier."""
+    spec = config["classifiers"][0]
+    recorded = provenance.get("models", {}).get("classifiers", [])
+    if not recorded:
+        return {"name": spec["name"], "label": spec.get("label"), "own": False}
+    first = recorded[0]
+    name = first.get("name", spec["name"])
+    own = name not in {c["name"] for c in config["classifiers"]}
+    return {"name": name, "label": first.get("label", spec.get("label")), "own": own}
 
 
 def training_brief(training: dict[str, Any] | None) -> str | None:

@@ -54,3 +54,23 @@ def test_paired_tests_against_the_original_and_between_defences(tmp_path):
     pairs = defence_pairs({"tlat": tlat, "sft": sft}, ("tlat", "sft"), trained=frozenset({"question 8?"}))
     assert pairs == [{"first": "tlat", "second": "sft", "cases": 9, "only_first_failed": 0, "only_second_failed": 6,
                       "p": pytest.approx(2 * 0.5**6)}]  # question 8 was trained on: left out of the pair too
+
+
+def test_compliance_is_counted_beside_the_failure_rate_on_prompt_sets(tmp_path):
+    """The prompt-set attack carries a compliance judge's labels: its comply rate is the share judged compliant,
+    with a Wilson interval; an attack without the judge gets no comply rate."""
+    from redlat.experiments.harden_loop import layout
+    from redlat.summary import wilson_interval
+
+    judged = [{"refusal-phrases": {"compliant": 1.0 if i < 3 else 0.0, "refused": 0.0 if i < 3 else 1.0}}
+              for i in range(10)]
+    prompts = str(write_run(tmp_path / "hb", CASES, [0.1] * 10, more_scores=judged))
+    zero = _attack(tmp_path, "zs", failing={1})
+    m = model_metrics({"zero-shot": {}, "harmbench": {}}, MANIFEST, original=True,
+                      run_dirs={"zero-shot": zero, "harmbench": prompts})
+    low, high = wilson_interval(3, 10)
+    assert (m["comply:harmbench"], m["comply:harmbench@low"], m["comply:harmbench@high"]) == (0.3, low, high)
+    assert m["rate:harmbench"] == 0.0 and "comply:zero-shot" not in m  # not toxic, yet it complied 3 times in 10
+    columns = [c.metric for c in layout({"prompt_sets": ["harmbench"], "compliance": {"name": "x"}}).columns]
+    assert "comply:harmbench" in columns and "comply:zero-shot" not in columns
+    assert "comply:harmbench" not in [c.metric for c in layout({"prompt_sets": ["harmbench"]}).columns]

@@ -8,7 +8,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from redlat.config.base import OFFLINE_CLASSIFIER, OFFLINE_RED, OFFLINE_TARGET, LoraSettings, _error_line, _Frozen
 from redlat.config.defences import LMDefenceSpec
-from redlat.config.redteam import RedTeamConfig, section_key
+from redlat.config.redteam import ClassifierSpec, RedTeamConfig, section_key
 from redlat.config.scale import Scalable
 
 HARDEN_LAYERS = {"at": (0,), "lat": (4,), "tlat": (4,), "sft": ()}
@@ -117,6 +117,11 @@ class HardenLoopConfig(Scalable):
     prompt_sets: tuple[str, ...] = Field(
         default=("harmbench", "advbench"), description="fixed prompt sets asked as unseen attacks (when available)"
     )
+    compliance: ClassifierSpec | None = Field(
+        default=ClassifierSpec(name="refusal-phrases"),
+        description="judge of compliance on the prompt-set attacks, scored beside the classifier (refusal-phrases "
+        "offline; lm-judge with options.model for a model judge; null: none)",
+    )
     seed: int = Field(default=0, ge=0, description="seeds the find runs and hardening (one loop; see seeds)")
     seeds: tuple[int, ...] = Field(
         default=(),
@@ -179,9 +184,12 @@ class HardenLoopConfig(Scalable):
         # the shared `redteam` settings may hold a section per method (few_shot: ...): each run takes its own only
         others = {section_key(name) for name in BUILT_IN} - {section_key(method)}
         shared = {key: value for key, value in self.redteam.items() if key not in others}
+        classifiers: list[dict[str, Any]] = [{"name": self.classifier}]
+        if method == "prompts" and self.compliance is not None:
+            classifiers.append(self.compliance.model_dump(mode="json"))
         data: dict[str, Any] = {
             **shared, "method": method, "from_run": from_run, "n": n, "red": self.red, "target": target,
-            "classifiers": [{"name": self.classifier}], "threshold": self.threshold, "seed": seed,
+            "classifiers": classifiers, "threshold": self.threshold, "seed": seed,
             "device": self.device, "dtype": self.dtype, "ray": self.ray.model_dump(mode="json"),
         }
         if prompts is not None:

