@@ -3,7 +3,9 @@
 A chat model (one whose tokenizer has a chat template) gets the test case as a user message in its template; its
 reply is everything up to its end of turn (its end-of-sequence token, or an end-of-turn marker left in the text), so
 multi-line replies are kept whole. A plain LM is wrapped in the Dialogue-Prompted Gopher prompt: prompt + "\\nUSER: "
-+ test case + "\\nGOPHER:"; its reply ends at the next user turn or newline, as in Perez et al. (2022).
++ test case + "\\nGOPHER:"; its reply ends at the next user turn or newline, as in Perez et al. (2022). A system
+message (`chatbot.system`) comes first: the chat template's system turn, or a paragraph before the DPG prompt. In a
+dialogue the earlier turns come between the prompt and the test case, in the same format.
 """
 
 from __future__ import annotations
@@ -75,16 +77,19 @@ class Chatbot:
         )
         self.sampler = make_sampler(lm, self.settings, batch_size=generation.batch_size, engine=engine)
 
-    def model_input(self, test_case: str) -> str:
+    def model_input(self, test_case: str, history: Sequence[Sequence[str]] = ()) -> str:
+        """The target's input for `test_case`, after the earlier (user turn, reply) pairs of its conversation."""
         system = self.config.system
         if self.format == "chat":
-            messages = [{"role": "user", "content": test_case}]
-            if system is not None:
-                messages.insert(0, {"role": "system", "content": system})
+            messages = [{"role": "system", "content": system}] if system is not None else []
+            for said, answered in history:
+                messages += [{"role": "user", "content": said}, {"role": "assistant", "content": answered}]
+            messages.append({"role": "user", "content": test_case})
             return self.lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         user, bot = self.config.user_label, self.config.bot_label
         before = f"{system}\n\n" if system is not None else ""
-        return f"{before}{self.dialogue_prompt}\n{user}: {test_case}\n{bot}:"
+        earlier = "".join(f"\n{user}: {said}\n{bot}: {answered}" for said, answered in history)
+        return f"{before}{self.dialogue_prompt}{earlier}\n{user}: {test_case}\n{bot}:"
 
     def extract_reply(self, raw: str) -> str:
         """DPG: cut at the next newline or user turn. Chat: cut at the first end-of-turn marker. Then strip."""
@@ -95,8 +100,12 @@ class Chatbot:
         cut = min((i for i in (raw.find(m) for m in markers) if i >= 0), default=len(raw))
         return raw[:cut].strip()
 
-    def reply(self, test_cases: Sequence[str], *, seed: int) -> list[str]:
-        inputs = [self.model_input(case) for case in test_cases]
+    def reply(
+        self, test_cases: Sequence[str], *, seed: int, histories: Sequence[Sequence[Sequence[str]]] | None = None
+    ) -> list[str]:
+        """Replies to the test cases; `histories` gives each one's conversation so far (a dialogue method's)."""
+        histories = histories if histories is not None else [()] * len(test_cases)
+        inputs = [self.model_input(case, history) for case, history in zip(test_cases, histories, strict=True)]
         # A chat template already holds the special tokens; a DPG prompt gets the tokenizer's usual ones.
         raw = self.sampler.sample(inputs, seed=seed, add_special_tokens=self.format == "dpg")
         return [self.extract_reply(text) for text in raw]

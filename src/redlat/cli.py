@@ -300,7 +300,8 @@ def _run_redteam(cfg: Any, run_dir: Path | None, *, progress: bool, as_json: boo
 
         datasets.disable_progress_bars()  # nor the dataset preparation bars of the trainers
     if progress:
-        models = f"{safe_text(cfg.red)}, {safe_text(cfg.target)}" if method.needs_red else safe_text(cfg.target)
+        uses_red = method.uses_red(cfg.method_settings)
+        models = f"{safe_text(cfg.red)}, {safe_text(cfg.target)}" if uses_red else safe_text(cfg.target)
         typer.echo(f"loading {models} and the classifiers ...", err=True)
 
     def announce(where: Path, resumed: bool) -> None:

@@ -34,7 +34,9 @@ def summarize(
     """A JSON-able summary of a run; `threshold` recounts failures at another cut-off. Attempts a method marked as
     excluded (few-shot copies of pool cases) are left out of the rates unless `include_excluded`; `metrics` adds run
     metrics by name to the defaults and the method's own (redlat.metrics)."""
+    from redlat.groups import group_summary
     from redlat.metrics import RunView, compute_metrics, metrics_for, split_excluded
+    from redlat.turns import turn_summary
 
     info = store.run_info()
     cfg = info.config
@@ -80,6 +82,8 @@ def summarize(
         "training_brief": training_brief(training),
         "metrics": compute_metrics(view, metrics_for(info.method, metrics,
                                                      scorers=[c["name"] for c in cfg["classifiers"]])),
+        "groups": group_summary(attempts, thr),  # failure rate per group of people, when the method names groups
+        "turns": turn_summary(attempts, thr),  # failure rate per dialogue turn and after a failure, for dialogues
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]
@@ -93,7 +97,7 @@ def red_description(method: str, cfg: dict[str, Any]) -> str:
     from redlat.red_team.method import method_class
 
     try:
-        needs_red = method_class(method).needs_red
+        needs_red = method_class(method).uses_red(cfg.get("method_settings") or {})
     except ConfigError:  # a plugin not installed here: show the red LM the config names
         needs_red = True
     if needs_red:

@@ -71,7 +71,7 @@ def test_every_built_in_method_honours_the_contract():
 
 
 def test_unknown_or_broken_plugins_are_clear_errors():
-    with pytest.raises(ConfigError, match="unknown method 'nope'; the methods are: few-shot"):
+    with pytest.raises(ConfigError, match="unknown method 'nope'; the methods are: dialogue, few-shot"):
         method_class("nope")
     with pytest.raises(ConfigError, match="cannot load the method 'no_such_module:X'"):
         method_class("no_such_module:X")

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "redlat.methods"
 EXCLUDED = "excluded"  # origin key: why an attempt is left out of the difficulty measures (e.g. a copied pool case)
+HISTORY = "history"  # origin key: the conversation so far, [[user turn, reply], ...]; the target answers after it
 
 BUILT_IN: dict[str, str] = {
     "zero-shot": "redlat.red_team.zero_shot:ZeroShot",
@@ -45,6 +46,8 @@ BUILT_IN: dict[str, str] = {
     "rl": "redlat.red_team.rl:ReinforcementLearning",
     "prompts": "redlat.red_team.prompt_sets:PromptSet",
     "leakage": "redlat.red_team.leakage:Leakage",
+    "groups": "redlat.red_team.group_questions:GroupQuestions",
+    "dialogue": "redlat.red_team.dialogue:Dialogue",
 }
 
 
@@ -96,7 +99,7 @@ class Method:
     name: ClassVar[str]
     settings_model: ClassVar[type[MethodSettings]] = NoSettings
     summary: ClassVar[str] = ""  # one line for --help and `redlat methods`
-    needs_red: ClassVar[bool] = True  # False: no red LM is loaded (fixed prompt sets)
+    needs_red: ClassVar[bool] = True  # False: no red LM is loaded (fixed prompt sets); see uses_red
     trains_red: ClassVar[bool] = False  # True: the red LM is trained, so it never shares weights with the target
     from_run: ClassVar[Literal["required", "optional", "unused"]] = "unused"
     from_help: ClassVar[str] = ""  # what --from means for this method
@@ -112,9 +115,14 @@ class Method:
         """Content hashes of what the method reads besides the config; they join the run fingerprint."""
         return {}
 
+    @classmethod
+    def uses_red(cls, method_settings: dict[str, Any]) -> bool:
+        """Whether a run with these (resolved) settings samples a red LM; by default `needs_red`."""
+        return cls.needs_red
+
     def red_model(self) -> str | None:
         """The red LM to load for this run (None: none is needed)."""
-        return self.cfg.red if self.needs_red else None
+        return self.cfg.red if self.uses_red(self.cfg.method_settings) else None
 
     def describe(self) -> dict[str, Any]:
         """What the run's provenance records about the method."""

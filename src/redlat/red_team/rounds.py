@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from redlat.generation import derive_seed
 from redlat.records import Attempt, Sample
-from redlat.red_team.method import Candidate, Method, RoundContext
+from redlat.red_team.method import HISTORY, Candidate, Method, RoundContext
 from redlat.scoring.base import score_exchanges
 
 if TYPE_CHECKING:
@@ -143,7 +143,8 @@ def answer_and_score(
     cases = [sample.test_case or "" for sample, _ in new]
     origins = [origin for _, origin in new]
     t0 = time.perf_counter()
-    replies = parts.chatbot.reply(cases, seed=derive_seed(cfg.seed, round_, "target"))
+    histories = [origin.get(HISTORY, ()) for origin in origins]  # a dialogue's earlier turns, as context
+    replies = parts.chatbot.reply(cases, seed=derive_seed(cfg.seed, round_, "target"), histories=histories)
     t1 = time.perf_counter()
     batches = {scorer.name: score_exchanges(scorer, cases, replies, origins) for scorer in parts.scorers}
     t2 = time.perf_counter()

@@ -102,7 +102,7 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
     from redlat.device import resolve_device
 
     kind = type(method) if method is not None else method_class(cfg.method)
-    needs_red, trains_red = kind.needs_red, kind.trains_red
+    needs_red, trains_red = kind.uses_red(cfg.method_settings), kind.trains_red
     # the scorers first: a bad label, option or judge template fails before the large models load
     scorers = [
         load_scorer(spec.name, label=spec.label, device=str(resolve_device(cfg.device)),

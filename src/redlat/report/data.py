@@ -108,6 +108,10 @@ def _collect_run(
         "n_failing": len(failing),
         "histogram": figures.score_histogram([a.score for a in attempts], threshold, bins=cfg.histogram_bins,
                                              classifier=summary["classifier"]) if attempts else None,
+        "group_bars": figures.group_bars(summary["groups"]["rows"], summary.get("harm") or "offensive")
+        if summary.get("groups") else None,
+        "turn_curve": figures.turn_curve(summary["turns"]["rows"], summary.get("harm") or "offensive")
+        if summary.get("turns") else None,
         "reward_curve": figures.reward_curve(rl_steps),
         "rl_steps": len([s for s in rl_steps if s["step"] > 0]),
         "analysis": analysis_data,

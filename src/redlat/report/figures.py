@@ -51,6 +51,38 @@ def score_histogram(scores: Sequence[float], threshold: float, *, bins: int = 40
     return to_data_uri(fig)
 
 
+def group_bars(rows: Sequence[dict[str, Any]], harm: str = "offensive") -> str:
+    """The failure rate of each group of people as a bar, highest first, with its 95% Wilson interval."""
+    plt = _pyplot()
+    ordered = sorted(rows, key=lambda r: r["rate"])
+    fig, ax = plt.subplots(figsize=(6.0, 0.6 + 0.32 * len(ordered)))
+    rates = [100 * r["rate"] for r in ordered]
+    errors = [[100 * (r["rate"] - r["low"]) for r in ordered], [100 * (r["high"] - r["rate"]) for r in ordered]]
+    ax.barh([r["group"] for r in ordered], rates, xerr=errors, color="#d1495b", ecolor="#333333", capsize=3)
+    ax.set_xlabel(f"{harm} replies, % (95% Wilson interval)")
+    ax.set_xlim(0, min(100.0, max(100 * r["high"] for r in ordered) * 1.1 + 1))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
+def turn_curve(rows: Sequence[dict[str, Any]], harm: str = "offensive") -> str:
+    """The failure rate at each dialogue turn with its 95% Wilson interval."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    turns = [r["turn"] for r in rows]
+    rates = [100 * r["rate"] for r in rows]
+    errors = [[100 * (r["rate"] - r["low"]) for r in rows], [100 * (r["high"] - r["rate"]) for r in rows]]
+    ax.errorbar(turns, rates, yerr=errors, marker="o", color="#d1495b", ecolor="#333333", capsize=3)
+    ax.set_xticks(turns)
+    ax.set_xlabel("turn of the dialogue")
+    ax.set_ylabel(f"{harm} replies, %")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
 def cluster_map(points: Sequence[dict[str, Any]], k: int, method: str) -> str:
     """The 2-D map of all test cases: colour = nearest cluster, cross = failing."""
     plt = _pyplot()
