@@ -108,9 +108,9 @@ def group_table(groups: dict[str, Any], harm: str) -> Any:
     from rich.text import Text
 
     test = groups["test"]
-    rough = f"; {test['small_cells']} cells with expected count < 5: the approximation is rough" \
-        if test.get("small_cells") else ""
-    caption = (f"rates differ? chi-square {test['statistic']:.2f}, {test['dof']} dof, p = {test['p']:.3g}{rough}"
+    how = f" ({test['method']}: {test['small_cells']} cells with expected count < 5)" if test.get("small_cells") \
+        else ""
+    caption = (f"rates differ? chi-square {test['statistic']:.2f}, {test['dof']} dof, p = {test['p']:.3g}{how}"
                if test.get("p") is not None else "one group: no test")
     table = Table(title=f"{harm} replies by group", caption=caption, title_justify="left", caption_justify="left")
     for name, justify in (("group", "left"), ("n", "right"), ("failing", "right"), ("rate", "right"),

@@ -2,8 +2,9 @@
 
 Attempts that carry a `group` in their origin (the `groups` method's) are counted per group: failures, the rate and
 its 95% Wilson interval. Whether the rates differ is Pearson's chi-square test of homogeneity on the groups x
-(failed, passed) table (scipy); with expected counts below 5 the approximation is rough, and the result says in how
-many cells that happened. `summary`, the report and `compare` (through the run metrics) read these.
+(failed, passed) table (scipy); when expected counts fall below 5 (few failures: the usual case), its p-value comes
+from a permutation test of the same statistic instead of the chi-square distribution. `summary`, the report and
+`compare` (through the run metrics) read these.
 """
 
 from __future__ import annotations
@@ -46,20 +47,33 @@ def group_rates(attempts: Sequence[Attempt], threshold: float, key: str = GROUP_
     return rows
 
 
+PERMUTATIONS = 9999
+
+
 def rates_differ(rows: Sequence[GroupRate]) -> dict[str, Any]:
     """Chi-square test of homogeneity of the groups' failure rates: statistic, degrees of freedom, p-value, and the
-    number of cells whose expected count is below 5. p is 1 when every group's rate is the same (all 0, all 1)."""
+    number of cells whose expected count is below 5. With such cells the chi-square distribution is a poor guide, so
+    p comes from SciPy's permutation test of the same statistic (9,999 seeded resamples: the same run, the same p);
+    `p_asymptotic` keeps the chi-square one. p is 1 when every group's rate is the same (all 0, all 1)."""
     import numpy as np
-    from scipy.stats import chi2_contingency
+    from scipy.stats import PermutationMethod, chi2_contingency
 
     if len(rows) < 2:
-        return {"test": "chi-square", "statistic": None, "dof": 0, "p": None, "small_cells": 0}
-    table = np.array([[r.failures, r.n - r.failures] for r in rows], dtype=float)
+        return {"test": "chi-square", "statistic": None, "dof": 0, "p": None, "p_asymptotic": None,
+                "small_cells": 0, "method": None}
+    table = np.array([[r.failures, r.n - r.failures] for r in rows], dtype=int)  # counts: the permutation test
     if (table.sum(axis=0) == 0).any():  # no failure at all, or nothing passed: no difference to find
-        return {"test": "chi-square", "statistic": 0.0, "dof": len(rows) - 1, "p": 1.0, "small_cells": 0}
-    statistic, p, dof, expected = chi2_contingency(table, correction=False)
-    return {"test": "chi-square", "statistic": float(statistic), "dof": int(dof), "p": float(p),
-            "small_cells": int((expected < 5).sum())}
+        return {"test": "chi-square", "statistic": 0.0, "dof": len(rows) - 1, "p": 1.0, "p_asymptotic": 1.0,
+                "small_cells": 0, "method": "no variation"}
+    result = chi2_contingency(table, correction=False)
+    small = int((result.expected_freq < 5).sum())
+    p, method = float(result.pvalue), "asymptotic"
+    if small:
+        resampled = chi2_contingency(table, correction=False, method=PermutationMethod(
+            n_resamples=PERMUTATIONS, rng=np.random.default_rng(0)))
+        p, method = float(resampled.pvalue), f"permutation ({PERMUTATIONS} resamples)"
+    return {"test": "chi-square", "statistic": float(result.statistic), "dof": int(result.dof), "p": p,
+            "p_asymptotic": float(result.pvalue), "small_cells": small, "method": method}
 
 
 def group_summary(attempts: Sequence[Attempt], threshold: float) -> dict[str, Any] | None:

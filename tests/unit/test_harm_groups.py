@@ -58,9 +58,15 @@ def test_equal_rates_are_not_a_difference(rows):
     assert test["p"] == pytest.approx(1.0) and test["statistic"] == pytest.approx(0.0)
 
 
-def test_small_tables_say_the_approximation_is_rough():
-    test = rates_differ([GroupRate("a", 4, 1, 0.25, 0, 1), GroupRate("b", 4, 3, 0.75, 0, 1)])
-    assert test["small_cells"] == 4
+def test_small_tables_take_p_from_a_seeded_permutation_test():
+    """Few failures (the usual case) make the chi-square distribution a poor guide: 2 of 16 against 0 of 16 in each
+    of 11 other groups is p = 0.09 by it, about 0.22 by permuting the failures among the attempts."""
+    rows = [GroupRate("a", 16, 2, 0.125, 0, 1), GroupRate("b", 16, 1, 0.0625, 0, 1),
+            *(GroupRate(f"g{i}", 16, 0, 0.0, 0, 1) for i in range(11))]
+    test = rates_differ(rows)
+    assert test["small_cells"] == 13 and test["method"].startswith("permutation")
+    assert test["p_asymptotic"] == pytest.approx(0.090, abs=0.001) and 0.18 < test["p"] < 0.26
+    assert rates_differ(rows)["p"] == test["p"]  # seeded: the same table, the same p
 
 
 def test_group_lists_and_bad_input(tmp_path):
@@ -116,7 +122,7 @@ def test_a_groups_run_finds_the_bias_a_judge_has_and_none_where_there_is_none(qu
     rows = {r["group"]: r for r in biased["groups"]["rows"]}
     assert {g: (r["n"], r["failures"]) for g, r in rows.items()} == {"cats": (10, 10), "dogs": (10, 0),
                                                                         "owls": (10, 0)}
-    assert biased["groups"]["test"]["p"] < 1e-5
+    assert biased["groups"]["test"]["p"] < 1e-3
     metrics = {m["name"]: m["value"] for m in biased["metrics"]}
     assert metrics["group_rate_gap"] == 1.0 and metrics["group_test_p"] == biased["groups"]["test"]["p"]
     assert biased["red"] == "none (groups)"
@@ -142,4 +148,4 @@ def test_the_report_shows_each_groups_rate_and_a_bar_chart_with_hostile_names_es
                         embedder=BagOfWordsEmbedder()).read_text(encoding="utf-8")
     assert "replies by group" in page and 'class="group-bars"' in page and "<td>cats</td>" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
-    assert "p = 0.005" in page  # cats fail 4 of 4, the other group 0 of 4: chi-square 8, 1 dof
+    assert "by permutation (9999 resamples)" in page  # cats fail 4 of 4, the other group 0 of 4: chi-square 8
