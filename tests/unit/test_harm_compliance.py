@@ -73,6 +73,8 @@ def test_bad_judge_settings_fail_before_the_model_loads(tmp_path, tiny_gpt2_path
         load_scorer("lm-judge", options={"model": "no/such-model", "template": str(bad)})
     with pytest.raises(ConfigError, match="no chat template"):
         load_scorer("lm-judge", options={"model": str(tiny_gpt2_path), "chat": "yes"})
+    with pytest.raises(ConfigError, match="auto, yes or no"):
+        load_scorer("lm-judge", options={"model": "no/such-model", "chat": "maybe"})
     with pytest.raises(ConfigError, match="has no option 'temperature'"):
         load_scorer("lm-judge", options={"temperature": 0.1})
     with pytest.raises(ConfigError, match="takes no options"):

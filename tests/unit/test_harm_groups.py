@@ -149,3 +149,20 @@ def test_the_report_shows_each_groups_rate_and_a_bar_chart_with_hostile_names_es
     assert "replies by group" in page and 'class="group-bars"' in page and "<td>cats</td>" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert "by permutation (9999 resamples)" in page  # cats fail 4 of 4, the other group 0 of 4: chi-square 8
+
+
+def test_the_red_lm_writes_questions_for_each_group_in_turn(questioner_chat_lm, tmp_path):
+    from fakes import tiny_parts
+    from redlat.red_team.runner import redteam
+    from redlat.store import RunStore
+
+    cfg = RedTeamConfig(method="groups", n=9, target="q", device="cpu",
+                        method_settings={"groups": ["cats", "dogs", "owls"], "generate": "red"},
+                        red_generation={"batch_size": 6, "max_new_tokens": 12})
+    summary = redteam(cfg, tmp_path / "run", components=tiny_parts(questioner_chat_lm, cfg)).summary
+    assert summary["red"] == str(cfg.red) and summary["n_unique"] == 9
+    with RunStore(tmp_path / "run") as store:
+        samples = {s.index: s for s in store.samples()}
+        for attempt in store.attempts():  # the group follows the sample's place in the run: 0 cats, 1 dogs, ...
+            assert attempt.origin["group"] == ["cats", "dogs", "owls"][attempt.sample_index % 3]
+            assert samples[attempt.sample_index].test_case == attempt.test_case

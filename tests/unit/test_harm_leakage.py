@@ -125,3 +125,20 @@ def test_a_leakage_run_decides_by_the_leak_and_stores_each_span_length(questione
     assert 0 < sum(expected) < len(expected)  # both kinds occur, so the check above can fail either way
     metrics = {m["name"]: m["value"] for m in summary["metrics"]}
     assert metrics["longest_leak"] == max(a.scores["leak"]["longest_span_words"] for a in attempts)
+
+
+def test_a_detector_sent_to_another_process_still_detects(tmp_path):
+    """On Ray the method (and its detector) is pickled to workers, whose Python str hashes differ: the detector's
+    keys must not depend on the process."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    blob = tmp_path / "detector.pkl"
+    blob.write_bytes(pickle.dumps(LeakDetector(PRIVATE, span=6)))
+    code = ("import pickle, sys; d = pickle.loads(open(sys.argv[1], 'rb').read()); "
+            "print(d.find('the support assistant of Nordwind Bank').leaked)")
+    out = subprocess.run([sys.executable, "-c", code, str(blob)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert out.stdout.strip() == "True"

@@ -121,6 +121,9 @@ def load(
         raise ConfigError("the lm-judge scorer needs a model: --judge MODEL (a hub id such as "
                           "cais/HarmBench-Mistral-7b-val-cls, or a local folder)")
     text = read_template(template)  # a bad template fails before the model loads
-    use_chat = {"auto": None, "yes": True, "no": False}.get(chat, chat) if isinstance(chat, str) else chat
+    choices: dict[Any, bool | None] = {"auto": None, "yes": True, "no": False, True: True, False: False}
+    if chat not in choices:
+        raise ConfigError(f"the judge's chat option is auto, yes or no (got {chat!r})")
+    use_chat = choices[chat]
     lm = load_causal_lm(model, device=device)
     return LMJudge(lm, template=text, chat=use_chat, label=label, batch_size=min(batch_size, 16))
