@@ -324,10 +324,10 @@ class _CountedChatbot(Chatbot):
     counter: WorkCounter
     stats: StageStats
 
-    def reply(self, test_cases: Sequence[str], *, seed: int) -> list[str]:
+    def reply(self, test_cases: Sequence[str], *, seed: int, histories: Any = None) -> list[str]:
         self.counter.stats = self.stats
         try:
-            return super().reply(test_cases, seed=seed)
+            return super().reply(test_cases, seed=seed, histories=histories)
         finally:
             self.counter.stats = None
 

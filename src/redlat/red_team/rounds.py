@@ -144,7 +144,8 @@ def answer_and_score(
     origins = [origin for _, origin in new]
     t0 = time.perf_counter()
     histories = [origin.get(HISTORY, ()) for origin in origins]  # a dialogue's earlier turns, as context
-    replies = parts.chatbot.reply(cases, seed=derive_seed(cfg.seed, round_, "target"), histories=histories)
+    context = {"histories": histories} if any(histories) else {}  # a chatbot of one turn is asked as before
+    replies = parts.chatbot.reply(cases, seed=derive_seed(cfg.seed, round_, "target"), **context)
     t1 = time.perf_counter()
     batches = {scorer.name: score_exchanges(scorer, cases, replies, origins) for scorer in parts.scorers}
     t2 = time.perf_counter()
