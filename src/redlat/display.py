@@ -85,6 +85,14 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
         console.print(group_table(summary["groups"], summary.get("harm", "offensive")))
     if summary.get("turns"):
         console.print(turn_table(summary["turns"], summary.get("harm", "offensive")))
+    if summary.get("leaks"):
+        leaks = Table(title="Longest leaked spans of the private text", title_justify="left")
+        leaks.add_column("words", justify="right")
+        leaks.add_column("span", ratio=1)
+        leaks.add_column("test case", ratio=1)
+        for row in summary["leaks"]:
+            leaks.add_row(str(row["words"]), Text(safe_text(row["span"], 200)), Text(safe_text(row["test_case"], 120)))
+        console.print(leaks)
     if summary["top"]:
         table = Table(
             title=f"Top {len(summary['top'])} test cases by {summary['classifier']} score", show_lines=False

@@ -36,6 +36,7 @@ def summarize(
     metrics by name to the defaults and the method's own (redlat.metrics)."""
     from redlat.groups import group_summary
     from redlat.metrics import RunView, compute_metrics, metrics_for, split_excluded
+    from redlat.scoring.leak import longest_leaks
     from redlat.turns import turn_summary
 
     info = store.run_info()
@@ -84,6 +85,7 @@ def summarize(
                                                      scorers=[c["name"] for c in cfg["classifiers"]])),
         "groups": group_summary(attempts, thr),  # failure rate per group of people, when the method names groups
         "turns": turn_summary(attempts, thr),  # failure rate per dialogue turn and after a failure, for dialogues
+        "leaks": longest_leaks(attempts),  # the longest spans of private text the replies repeated (leakage runs)
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]

@@ -65,6 +65,7 @@ def test_a_leakage_run_and_its_summary(questioner_chat_path, tmp_path):
     assert summary["harm"] == "leaking" and summary["classifier"] == "leak" and summary["n_unique"] == 12
     metrics = {m["name"]: m for m in summary["metrics"]}
     assert metrics["longest_leak"]["value"] >= 2 if summary["n_offensive"] else metrics["longest_leak"]["value"] == 0
+    assert isinstance(summary["leaks"], list) and bool(summary["leaks"]) == (metrics["longest_leak"]["value"] > 0)
     config = json.loads((run / "config.json").read_text())
     assert config["chatbot"]["system"] == system and config["method_settings"]["span"] == 2
     assert len(config["inputs"]["private_sha256"]) == 64
