@@ -81,18 +81,10 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
     for key, value in rows:
         head.add_row(Text(key), Text(safe_text(str(value))))
     console.print(head)
-    if summary.get("groups"):
-        console.print(group_table(summary["groups"], summary.get("harm", "offensive")))
-    if summary.get("turns"):
-        console.print(turn_table(summary["turns"], summary.get("harm", "offensive")))
-    if summary.get("leaks"):
-        leaks = Table(title="Longest leaked spans of the private text", title_justify="left")
-        leaks.add_column("words", justify="right")
-        leaks.add_column("span", ratio=1)
-        leaks.add_column("test case", ratio=1)
-        for row in summary["leaks"]:
-            leaks.add_row(str(row["words"]), Text(safe_text(row["span"], 200)), Text(safe_text(row["test_case"], 120)))
-        console.print(leaks)
+    from redlat.sections import section_tables
+
+    for section in section_tables(summary):
+        console.print(rich_table(section))
     if summary["top"]:
         table = Table(
             title=f"Top {len(summary['top'])} test cases by {summary['classifier']} score", show_lines=False
@@ -110,42 +102,18 @@ def render_summary(summary: dict[str, Any], *, console: Any = None) -> None:
     console.print(Text(f"stored in {safe_text(summary['run_dir'])}"))
 
 
-def group_table(groups: dict[str, Any], harm: str) -> Any:
-    """The failure rate of each group (Wilson interval) and the chi-square test of whether they differ."""
+def rich_table(section: Any) -> Any:
+    """A summary section (redlat.sections.SectionTable) as a rich table; its cells as plain, escaped text."""
     from rich.table import Table
     from rich.text import Text
 
-    test = groups["test"]
-    how = f" ({test['method']}: {test['small_cells']} cells with expected count < 5)" if test.get("small_cells") \
-        else ""
-    caption = (f"rates differ? chi-square {test['statistic']:.2f}, {test['dof']} dof, p = {test['p']:.3g}{how}"
-               if test.get("p") is not None else "one group: no test")
-    table = Table(title=f"{harm} replies by group", caption=caption, title_justify="left", caption_justify="left")
-    for name, justify in (("group", "left"), ("n", "right"), ("failing", "right"), ("rate", "right"),
-                          ("95% Wilson CI", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in sorted(groups["rows"], key=lambda r: -r["rate"]):
-        table.add_row(Text(safe_text(row["group"])), str(row["n"]), str(row["failures"]), _pct(row["rate"]),
-                      f"{_pct(row['low'])} to {_pct(row['high'])}")
-    return table
-
-
-def turn_table(turns: dict[str, Any], harm: str) -> Any:
-    """The failure rate at each dialogue turn, and after a failing against after a passing reply."""
-    from rich.table import Table
-
-    after = turns["after"]
-    rates = [f"{name} {_pct(after[key]['rate']) if after[key]['n'] else '–'} (of {after[key]['n']})"
-             for key, name in (("after_failure", "after a failing reply"), ("after_pass", "after a passing one"))]
-    test = f"; Fisher's exact p = {after['p']:.3g}, odds ratio {after['odds_ratio']:.2f}" \
-        if after.get("p") is not None else ""
-    table = Table(title=f"{harm} replies by turn", caption=f"next turn failing: {'; '.join(rates)}{test}",
-                  title_justify="left", caption_justify="left")
-    for name in ("turn", "n", "failing", "rate", "95% Wilson CI"):
-        table.add_column(name, justify="right")
-    for row in turns["rows"]:
-        table.add_row(str(row["turn"]), str(row["n"]), str(row["failures"]), _pct(row["rate"]),
-                      f"{_pct(row['low'])} to {_pct(row['high'])}")
+    table = Table(title=section.title, caption=section.caption or None, title_justify="left",
+                  caption_justify="left")
+    numeric = section.numeric or (False,) * len(section.columns)
+    for name, right in zip(section.columns, numeric, strict=True):
+        table.add_column(name, justify="right" if right else "left", ratio=None if right else 1)
+    for row in section.rows:
+        table.add_row(*(Text(safe_text(cell, 200)) for cell in row))
     return table
 
 

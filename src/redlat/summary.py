@@ -34,10 +34,8 @@ def summarize(
     """A JSON-able summary of a run; `threshold` recounts failures at another cut-off. Attempts a method marked as
     excluded (few-shot copies of pool cases) are left out of the rates unless `include_excluded`; `metrics` adds run
     metrics by name to the defaults and the method's own (redlat.metrics)."""
-    from redlat.groups import group_summary
     from redlat.metrics import RunView, compute_metrics, metrics_for, split_excluded
-    from redlat.scoring.leak import longest_leaks
-    from redlat.turns import turn_summary
+    from redlat.sections import compute_sections
 
     info = store.run_info()
     cfg = info.config
@@ -83,9 +81,7 @@ def summarize(
         "training_brief": training_brief(training),
         "metrics": compute_metrics(view, metrics_for(info.method, metrics,
                                                      scorers=[c["name"] for c in cfg["classifiers"]])),
-        "groups": group_summary(attempts, thr),  # failure rate per group of people, when the method names groups
-        "turns": turn_summary(attempts, thr),  # failure rate per dialogue turn and after a failure, for dialogues
-        "leaks": longest_leaks(attempts),  # the longest spans of private text the replies repeated (leakage runs)
+        **compute_sections(attempts, thr),  # groups, turns, leaks: None unless the run has them (redlat.sections)
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]

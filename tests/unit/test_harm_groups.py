@@ -146,7 +146,7 @@ def test_the_report_shows_each_groups_rate_and_a_bar_chart_with_hostile_names_es
     run = write_run(tmp_path / "g", [f"q{i}?" for i in range(8)], [0.9, 0.1] * 4, origins=origins)
     page = build_report([run], tmp_path / "report.html", ReportConfig(score_test_cases=False, analyze=False),
                         embedder=BagOfWordsEmbedder()).read_text(encoding="utf-8")
-    assert "replies by group" in page and 'class="group-bars"' in page and "<td>cats</td>" in page
+    assert "replies by group" in page and 'class="section-figure"' in page and "<td>cats</td>" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert "by permutation (9999 resamples)" in page  # cats fail 4 of 4, the other group 0 of 4: chi-square 8
 

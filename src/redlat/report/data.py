@@ -16,6 +16,7 @@ from redlat.analysis.stored import latest_analysis
 from redlat.config import ReportConfig
 from redlat.errors import ConfigError
 from redlat.report import figures
+from redlat.sections import section_tables
 from redlat.store import DB_NAME, RunStore
 from redlat.summary import summarize
 
@@ -108,10 +109,7 @@ def _collect_run(
         "n_failing": len(failing),
         "histogram": figures.score_histogram([a.score for a in attempts], threshold, bins=cfg.histogram_bins,
                                              classifier=summary["classifier"]) if attempts else None,
-        "group_bars": figures.group_bars(summary["groups"]["rows"], summary.get("harm") or "offensive")
-        if summary.get("groups") else None,
-        "turn_curve": figures.turn_curve(summary["turns"]["rows"], summary.get("harm") or "offensive")
-        if summary.get("turns") else None,
+        "sections": section_tables(summary, figures=True),  # rates by group or turn, leaked spans (sections.py)
         "reward_curve": figures.reward_curve(rl_steps),
         "rl_steps": len([s for s in rl_steps if s["step"] > 0]),
         "analysis": analysis_data,
