@@ -439,7 +439,7 @@ def methods() -> None:
     typer.echo("scorers (redlat redteam --classifier NAME; any Hugging Face text classifier id works too):")
     for name in scorer_names():
         info = scorer_info(name)
-        typer.echo(f"  {name:<14} harm: {info.harm}; {info.description}")
+        typer.echo(f"  {name:<16} harm: {info.harm}; {info.description}")
     typer.echo("Your own: --method package.module:Class, --classifier package.module:load (docs/architecture.md).")
 
 
