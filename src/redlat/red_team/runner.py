@@ -89,6 +89,7 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
     scorers. The target shares the red LM's weights when they are the same model, unless the method trains its red LM.
     """
     from redlat.chatbot import Chatbot
+    from redlat.device import resolve_device
     from redlat.engines import check_engine
     from redlat.models.causal_lm import load_causal_lm
     from redlat.scoring import load_scorer
@@ -99,8 +100,6 @@ def load_components(cfg: RedTeamConfig, method: Method | None = None, *, red: st
         from redlat.chatbot import load_dialogue_prompt
 
         load_dialogue_prompt(cfg.chatbot.prompt_file)  # fail on a bad prompt file before loading any weights
-    from redlat.device import resolve_device
-
     kind = type(method) if method is not None else method_class(cfg.method)
     needs_red, trains_red = kind.uses_red(cfg.method_settings), kind.trains_red
     # the scorers first: a bad label, option or judge template fails before the large models load
