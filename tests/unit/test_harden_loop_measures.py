@@ -74,3 +74,16 @@ def test_compliance_is_counted_beside_the_failure_rate_on_prompt_sets(tmp_path):
     columns = [c.metric for c in layout({"prompt_sets": ["harmbench"], "compliance": {"name": "x"}}).columns]
     assert "comply:harmbench" in columns and "comply:zero-shot" not in columns
     assert "comply:harmbench" not in [c.metric for c in layout({"prompt_sets": ["harmbench"]}).columns]
+
+
+def test_the_compliance_judge_scores_only_prompt_sets_and_can_be_left_out():
+    from redlat.config import HardenLoopConfig
+
+    cfg = HardenLoopConfig()
+    assert [c.name for c in cfg.redteam_config("prompts", n=1, target="t", seed=1, prompts="harmbench").classifiers] \
+        == ["jigsaw-bilstm", "refusal-phrases"]
+    assert [c.name for c in cfg.redteam_config("zero-shot", n=1, target="t", seed=1).classifiers] == ["jigsaw-bilstm"]
+    none = HardenLoopConfig(compliance=None)
+    assert "compliance" not in none.identity()  # a loop stored before the judge existed keeps its identity
+    assert [c.name for c in none.redteam_config("prompts", n=1, target="t", seed=1, prompts="x").classifiers] \
+        == ["jigsaw-bilstm"]

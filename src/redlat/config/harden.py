@@ -164,10 +164,13 @@ class HardenLoopConfig(Scalable):
         return seed + self.attack_seed - self.seed
 
     def identity(self) -> dict[str, Any]:
-        """One loop of `seed` keeps the identity it had before `seeds` existed (its stored runs still resume)."""
+        """One loop of `seed` keeps the identity it had before `seeds` existed (its stored runs still resume); so
+        does one without a compliance judge."""
         identity = super().identity()
         if self.seeds == (self.seed,):
             identity.pop("seeds", None)
+        if self.compliance is None:
+            identity.pop("compliance", None)  # so a loop stored before the judge resumes with compliance: null
         return identity
 
     def harden_config(self, defence: str, runs: tuple[str, ...], output: str, seed: int | None = None) -> HardenConfig:
