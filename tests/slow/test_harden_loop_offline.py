@@ -44,7 +44,6 @@ def test_quick_harden_loop_on_smollm2_attacks_every_model_with_unseen_attacks(tm
         assert m["perplexity"] > 1.0
         # the prompt sets' compliance by the refusal phrases, beside the toxicity rate (the red-LM attacks have none)
         assert {"comply:harmbench", "comply:advbench"} <= set(m) and "comply:zero-shot" not in m
-        assert 0.0 <= m["comply:harmbench"] <= 1.0
     # every model was scored on the same found cases and the same unseen attacks, and hardening changed the model
     assert rows["tlat"]["perplexity"] != rows["original"]["perplexity"]
     assert rows["original"]["agreement"] == 1.0
