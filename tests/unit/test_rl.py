@@ -95,7 +95,7 @@ def test_novelty_terms_against_the_history(tiny_embedder_path):
     assert terms["novelty_embedding"][0] == pytest.approx(-1.0, abs=1e-5)  # its own embedding: cosine 1
     assert terms["novelty_embedding"][1] > terms["novelty_embedding"][0]
     again = Novelty(NoveltySettings(bleu=1.0, history=1))
-    again.restore(["a b c d?", "what is your name?"])  # a resumed run rebuilds its history; only the last kept
+    again.restore([["a b c d?"], ["what is your name?"]])  # a resumed run rebuilds its history; only the last kept
     assert again.history == ["what is your name?"]
 
 

@@ -53,11 +53,12 @@ class Novelty:
 
             self.embedder = load_embedder(settings.embedder, device=device)
 
-    def restore(self, cases: Sequence[str]) -> None:
-        """Start from these earlier cases (a resumed run: those of its stored steps)."""
+    def restore(self, batches: Sequence[Sequence[str]]) -> None:
+        """Start from these earlier batches of cases (a resumed run: its stored steps'), each added as one batch."""
         self.history = []
         self._vectors = None
-        self.add(cases)
+        for cases in batches:
+            self.add(cases)
 
     def add(self, cases: Sequence[str]) -> None:
         import numpy as np

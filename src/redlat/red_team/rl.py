@@ -178,9 +178,11 @@ class OffensivenessReward:
         return derive_seed(self.seed, "rl", step)
 
     def restore(self, steps: Sequence[dict[str, Any]]) -> None:
-        """Rebuild the novelty history from the stored steps a resumed run keeps."""
+        """Rebuild the novelty history from the stored steps a resumed run keeps: each step's cases added as that
+        step added them (one batch, in the order drawn), so the embeddings, and the rewards after them, are the
+        uninterrupted run's to the last bit (one batch of everything rounds differently)."""
         if self.novelty is not None:
-            self.novelty.restore([s["test_case"] for step in steps for s in step.get("samples", [])])
+            self.novelty.restore([[s["test_case"] for s in step.get("samples", [])] for step in steps])
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], **kwargs: Any) -> list[float]:
         from redlat.diversity import self_bleu
@@ -219,7 +221,7 @@ class OffensivenessReward:
         }
         if self.novelty is not None:
             self.novelty.add(valid)
-        self.last_samples = sorted(samples, key=lambda s: -s["reward"])
+        self.last_samples = samples  # in the order drawn: a resumed run rebuilds the history from them
         return rewards
 
     def _novelty_terms(
