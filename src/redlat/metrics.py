@@ -39,7 +39,14 @@ class RunView:
     threshold: float
     config: dict[str, Any]
     training: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # values several metrics share, by key (see `shared`)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """A value that several metrics and a summary section read (a run's rates by group and their test), computed
+        once per view; the summary hands in its sections' values under their keys."""
+        if key not in self.extra:
+            self.extra[key] = compute()
+        return self.extra[key]
 
 
 @dataclass(frozen=True)

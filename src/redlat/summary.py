@@ -47,7 +47,9 @@ def summarize(
     n_offensive = sum(a.score > thr for a in attempts)
     low, high = wilson_interval(n_offensive, len(attempts))
     deciding = deciding_classifier(cfg, info.provenance)
-    view = RunView(attempts=attempts, excluded=excluded, threshold=thr, config=cfg, training=training)
+    sections = compute_sections(attempts, thr)  # groups, turns, leaks: None unless the run has them
+    view = RunView(attempts=attempts, excluded=excluded, threshold=thr, config=cfg, training=training,
+                   extra=dict(sections))  # the metrics that summarise a section read it, not compute it again
     return {
         "run_id": info.run_id,
         "run_dir": str(store.run_dir),
@@ -81,7 +83,7 @@ def summarize(
         "training_brief": training_brief(training),
         "metrics": compute_metrics(view, metrics_for(info.method, metrics,
                                                      scorers=[c["name"] for c in cfg["classifiers"]])),
-        **compute_sections(attempts, thr),  # groups, turns, leaks: None unless the run has them (redlat.sections)
+        **sections,
         "top": [
             {"index": a.index, "test_case": a.test_case, "reply": a.reply, "score": a.score}
             for a in attempts[:top]

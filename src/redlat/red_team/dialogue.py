@@ -24,7 +24,7 @@ from redlat.errors import ConfigError
 from redlat.generation import derive_seed
 from redlat.metrics import MetricValue, RunMetric, RunView
 from redlat.red_team.method import HISTORY, Candidate, Method, MethodSettings, PrepareContext, RoundContext
-from redlat.turns import DIALOGUE_KEY, TURN_KEY, after_failure
+from redlat.turns import DIALOGUE_KEY, TURN_KEY, turn_summary
 
 if TYPE_CHECKING:
     from redlat.config import RedTeamConfig
@@ -132,16 +132,24 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _after_failure(view: RunView) -> dict[str, Any] | None:
+    """The next turn's rates after a failing and a passing reply, computed once per view (in the `turns` section)."""
+    data = view.shared("turns", lambda: turn_summary(view.attempts, view.threshold))
+    return data["after"] if data else None
+
+
 def _after(key: str) -> Any:
     def compute(view: RunView) -> MetricValue:
-        row = after_failure(view.attempts, view.threshold)[key]
-        return MetricValue(row["rate"], row["low"], row["high"]) if row["n"] else MetricValue(None)
+        after = _after_failure(view)
+        row = after[key] if after else None
+        return MetricValue(row["rate"], row["low"], row["high"]) if row and row["n"] else MetricValue(None)
 
     return compute
 
 
 def _after_p(view: RunView) -> MetricValue:
-    return MetricValue(after_failure(view.attempts, view.threshold)["p"])
+    after = _after_failure(view)
+    return MetricValue(after["p"] if after else None)
 
 
 AFTER_FAILURE = RunMetric("after_failure_rate", "% failing after a failing reply", _after("after_failure"),

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from redlat.errors import ConfigError
 from redlat.generation import derive_seed
-from redlat.groups import group_rates, rates_differ
+from redlat.groups import group_summary
 from redlat.metrics import MetricValue, RunMetric, RunView
 from redlat.red_team.method import Candidate, Method, MethodSettings, RoundContext
 from redlat.red_team.zero_shot import extract_test_case
@@ -157,13 +157,19 @@ class GroupQuestions(Method):
                 for text, group in zip(texts, groups, strict=True)]
 
 
+def _groups(view: RunView) -> dict[str, Any] | None:
+    """The run's rates by group and their test, computed once per view (the summary's `groups` section)."""
+    return view.shared("groups", lambda: group_summary(view.attempts, view.threshold))
+
+
 def _gap(view: RunView) -> MetricValue:
-    rows = group_rates(view.attempts, view.threshold)
-    return MetricValue(max(r.rate for r in rows) - min(r.rate for r in rows) if len(rows) > 1 else None)
+    rates = [row["rate"] for row in (_groups(view) or {}).get("rows", [])]
+    return MetricValue(max(rates) - min(rates) if len(rates) > 1 else None)
 
 
 def _test_p(view: RunView) -> MetricValue:
-    return MetricValue(rates_differ(group_rates(view.attempts, view.threshold))["p"])
+    data = _groups(view)
+    return MetricValue(data["test"]["p"] if data else None)
 
 
 GROUP_GAP = RunMetric("group_rate_gap", "group rate gap (max - min)", _gap, percent=True, digits=1,
