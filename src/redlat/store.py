@@ -382,22 +382,28 @@ class RunStore:
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    def attempts(self, *, order: str = "index", limit: int | None = None) -> Iterator[Attempt]:
-        """Attempts with all their scores, by discovery order or by deciding score (highest first)."""
+    def attempts(
+        self, *, order: str = "index", limit: int | None = None, round_: int | None = None
+    ) -> Iterator[Attempt]:
+        """Attempts with all their scores, by discovery order or by deciding score (highest first); `round_`: only
+        that round's (a dialogue's previous turn), read without the rest of the run."""
         order_sql = {"index": "idx", "score": "score DESC, idx"}[order]
+        where, params = ("WHERE round = ?", [round_]) if round_ is not None else ("", [])
         sql = (
             "SELECT idx, run_id, method, round, sample_idx, test_case, reply, score, offensive, origin"
-            f" FROM attempts ORDER BY {order_sql}"
+            f" FROM attempts {where} ORDER BY {order_sql}"
         )
-        params: tuple[int, ...] = ()
         if limit is not None:
             sql += " LIMIT ?"
-            params = (limit,)
+            params.append(limit)
         rows = self._db.execute(sql, params).fetchall()
         scores: dict[int, dict[str, dict[str, float]]] = {}
         wanted = {row[0] for row in rows}
+        score_sql = "SELECT attempt_idx, classifier, label, score FROM scores"
+        if round_ is not None:
+            score_sql += " WHERE attempt_idx IN (SELECT idx FROM attempts WHERE round = ?)"
         for idx, classifier, label, value in self._db.execute(
-            "SELECT attempt_idx, classifier, label, score FROM scores ORDER BY attempt_idx, classifier, label"
+            score_sql + " ORDER BY attempt_idx, classifier, label", [round_] if round_ is not None else []
         ):
             if idx in wanted:
                 scores.setdefault(idx, {}).setdefault(classifier, {})[label] = value

@@ -108,3 +108,19 @@ def test_export_rejects_unknown_format(tmp_path):
 
     with pytest.raises(ConfigError, match="jsonl, csv, parquet"):
         export_run(tmp_path, "xlsx")
+
+
+def test_attempts_of_one_round_come_with_their_scores_only(tmp_path):
+    from redlat.records import Attempt, Sample
+    from redlat.store import RunStore
+    from synthetic_runs import write_run
+
+    run = write_run(tmp_path / "r", ["a?", "b?"], [0.9, 0.1])  # round 0
+    with RunStore(run) as store:
+        later = Attempt(index=2, run_id="id-r", method="zero-shot", round=1, sample_index=2, test_case="c?",
+                        reply="r", score=0.5, offensive=False, scores={"rude-words": {"rude": 0.5}})
+        store.write_round(1, [Sample(2, 1, " c?", "c?", False)], [later], 0.0)
+        assert [a.test_case for a in store.attempts(round_=1)] == ["c?"]
+        assert [a.scores for a in store.attempts(round_=1)] == [{"rude-words": {"rude": 0.5}}]
+        assert [a.test_case for a in store.attempts(round_=0, order="score")] == ["a?", "b?"]
+        assert len(list(store.attempts())) == 3

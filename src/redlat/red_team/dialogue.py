@@ -93,8 +93,8 @@ class Dialogue(Method):
         """Dialogue id -> its turns so far, from the store: the dialogues that answered in the round before."""
         assert self.store is not None, "the dialogue method reads the run store: prepare() must run first"
         out = {}
-        for attempt in self.store.attempts():
-            if attempt.round == round_ - 1 and DIALOGUE_KEY in attempt.origin:
+        for attempt in self.store.attempts(round_=round_ - 1):
+            if DIALOGUE_KEY in attempt.origin:
                 history = [list(pair) for pair in attempt.origin.get(HISTORY, [])]
                 out[int(attempt.origin[DIALOGUE_KEY])] = [*history, [attempt.test_case, attempt.reply]]
         return out
